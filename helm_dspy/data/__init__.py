@@ -1,0 +1,1 @@
+"""Where benchmark files come from: the offline mirror or the upstream sources."""

@@ -1,0 +1,116 @@
+"""``helm-dspy data check``: what the mirror holds, per scenario and split, and whether it loads."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+
+from helm_dspy.data import mirror
+from helm_dspy.data.mirror import SourceFile
+from helm_dspy.errors import UserError
+
+
+@dataclass(frozen=True)
+class MirrorEntry:
+    """One file a scenario reads for one split; ``needed`` files make the check fail when absent."""
+
+    split: str
+    source: SourceFile
+    needed: bool
+    loader: str
+    """Method of the scenario object that loads this split (counted through the product's own code)."""
+
+
+@dataclass
+class CheckRow:
+    scenario: str
+    split: str
+    file: str
+    status: str
+    instances: int | None
+    needed: bool
+
+    @property
+    def failed(self) -> bool:
+        return self.status.startswith("malformed") or (self.needed and self.status != "ok")
+
+
+def mirror_entries() -> dict[str, tuple[type, list[MirrorEntry]]]:
+    """Scenario name -> (scenario class, its mirror files). Imported lazily: HELM classes are heavy."""
+    from helm_dspy.scenarios import head_qa, medbullets, medcalc_bench, medec
+
+    return {
+        "medcalc_bench": (
+            medcalc_bench.MedCalcBenchDSPyScenario,
+            [
+                MirrorEntry("test", medcalc_bench.TEST_FILE, True, "get_instances"),
+                MirrorEntry("train", medcalc_bench.TRAIN_FILE, False, "load_train"),
+                MirrorEntry("train", medcalc_bench.TRAIN_ZIP, False, "load_train"),
+                MirrorEntry("train (one-shot demos)", medcalc_bench.ONE_SHOT_FILE, False, "load_one_shot"),
+            ],
+        ),
+        "medec": (
+            medec.MedecDSPyScenario,
+            [
+                MirrorEntry("test", medec.TEST_FILE, True, "get_instances"),
+                MirrorEntry("valid", medec.VALID_FILE, True, "load_valid"),
+                MirrorEntry("train", medec.TRAIN_FILE, False, "load_train"),
+            ],
+        ),
+        "head_qa": (
+            head_qa.HeadQADSPyScenario,
+            [
+                MirrorEntry("test", head_qa.HF_SPLIT_FILES["test"], True, "get_instances"),
+                MirrorEntry("train", head_qa.HF_SPLIT_FILES["train"], True, "load_train"),
+                MirrorEntry("valid", head_qa.HF_SPLIT_FILES["validation"], True, "load_valid"),
+            ],
+        ),
+        "medbullets": (
+            medbullets.MedBulletsDSPyScenario,
+            [MirrorEntry("test (train/valid: holdout=)", medbullets.TEST_FILE, True, "get_instances")],
+        ),
+    }
+
+
+def check_mirror(scenarios: list[str] | None = None) -> list[CheckRow]:
+    """Load every mirrored split through the scenario classes; never raises for bad data."""
+    root = mirror.data_dir()
+    if root is None:
+        raise UserError(f"no mirror to check: pass --data-dir DIR or set {mirror.DATA_DIR_ENV}")
+    entries = mirror_entries()
+    unknown = [name for name in scenarios or [] if name not in entries]
+    if unknown:
+        raise UserError(f"unknown scenario {unknown[0]!r}; choose from {', '.join(entries)}")
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in scenarios or list(entries):
+            scenario_class, files = entries[name]
+            for entry in files:
+                rows.append(_check_entry(name, scenario_class, entry, root, scratch))
+    return rows
+
+
+def _check_entry(name, scenario_class, entry: MirrorEntry, root, scratch) -> CheckRow:
+    path = entry.source.mirror_path(root)
+    row = CheckRow(name, entry.split, str(path), "ok", None, entry.needed)
+    if not path.is_file():
+        row.status = f"missing (upstream: {entry.source.url})" if entry.needed else "absent (optional)"
+        return row
+    try:
+        loaded = getattr(scenario_class(), entry.loader)(scratch)
+        row.instances = len(loaded or [])
+    except UserError as error:
+        row.status = f"malformed: {error}"
+    return row
+
+
+def format_rows(rows: list[CheckRow]) -> str:
+    headers = ("scenario", "split", "instances", "status", "file")
+    table = [headers] + [
+        (r.scenario, r.split, "-" if r.instances is None else str(r.instances), r.status, r.file) for r in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+        for line in table
+    )

@@ -1,0 +1,97 @@
+"""Run specs: HELM's four MedHELM entries on our scenario classes and fixed metrics, plus ``holdout=``.
+
+The entries keep HELM's names, prompts and adapter settings (we call HELM's own run spec function
+and swap only the scenario and metric classes), so ``medcalc_bench:model=...`` is HELM's baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import helm.benchmark.run_specs.medhelm_run_specs as helm_medhelm  # registers HELM's originals first
+from helm.benchmark import run_spec as helm_run_spec
+from helm.benchmark.metrics.metric import MetricSpec
+from helm.benchmark.run_expander import RUN_EXPANDERS, RunExpander
+from helm.benchmark.run_spec import RunSpec
+from helm.benchmark.scenarios.scenario import ScenarioSpec
+
+PACKAGE = "helm_dspy"
+SCENARIO_CLASSES = {
+    "medcalc_bench": f"{PACKAGE}.scenarios.medcalc_bench.MedCalcBenchDSPyScenario",
+    "medec": f"{PACKAGE}.scenarios.medec.MedecDSPyScenario",
+    "head_qa": f"{PACKAGE}.scenarios.head_qa.HeadQADSPyScenario",
+    "medbullets": f"{PACKAGE}.scenarios.medbullets.MedBulletsDSPyScenario",
+}
+HOLDOUT_SCENARIO = f"{PACKAGE}.scenarios.holdout.HoldoutScenario"
+OPTIMIZABLE_CLASSES = set(SCENARIO_CLASSES.values()) | {HOLDOUT_SCENARIO}
+_HELM_METRICS = "helm.benchmark.metrics"
+METRIC_SWAPS = {
+    f"{_HELM_METRICS}.medcalc_bench_metrics.MedCalcBenchMetric": (
+        f"{PACKAGE}.metrics.medcalc_bench.FixedMedCalcBenchMetric"
+    ),
+    f"{_HELM_METRICS}.medec_metrics.MedecMetric": f"{PACKAGE}.metrics.medec.FixedMedecMetric",
+}
+HELM_RUN_SPEC_FUNCTIONS: dict[str, Callable[..., RunSpec]] = {
+    "medcalc_bench": helm_medhelm.get_medcalc_bench_spec,
+    "medec": helm_medhelm.get_medec_run_spec,
+    "head_qa": helm_medhelm.get_head_qa_run_spec,
+    "medbullets": helm_medhelm.get_medbullets_run_spec,
+}
+
+
+def _on_our_classes(helm_function: Callable[..., RunSpec], scenario_class: str) -> Callable[..., RunSpec]:
+    def run_spec_function(**kwargs) -> RunSpec:
+        run_spec = helm_function(**kwargs)
+        metric_specs = [
+            MetricSpec(class_name=METRIC_SWAPS.get(spec.class_name, spec.class_name), args=spec.args)
+            for spec in run_spec.metric_specs
+        ]
+        scenario_spec = ScenarioSpec(class_name=scenario_class, args=dict(run_spec.scenario_spec.args))
+        return replace(run_spec, scenario_spec=scenario_spec, metric_specs=metric_specs)
+
+    run_spec_function.__name__ = helm_function.__name__
+    run_spec_function.__doc__ = f"HELM's {helm_function.__name__} on helm-dspy's scenario and fixed metrics."
+    return run_spec_function
+
+
+# HELM has no API to override a registered name (the decorator raises on duplicates): set the entry.
+for _name, _function in HELM_RUN_SPEC_FUNCTIONS.items():
+    helm_run_spec._REGISTERED_RUN_SPEC_FUNCTIONS[_name] = _on_our_classes(_function, SCENARIO_CLASSES[_name])
+
+
+def with_scenario_args(scenario_spec: ScenarioSpec, **updates) -> ScenarioSpec:
+    """Set holdout arguments, wrapping scenarios that do not take them in ``HoldoutScenario``."""
+    if scenario_spec.class_name in OPTIMIZABLE_CLASSES:
+        return ScenarioSpec(class_name=scenario_spec.class_name, args={**scenario_spec.args, **updates})
+    inner = {"class_name": scenario_spec.class_name, "args": dict(scenario_spec.args)}
+    return ScenarioSpec(class_name=HOLDOUT_SCENARIO, args={"scenario": inner, **updates})
+
+
+class HoldoutRunExpander(RunExpander):
+    """``holdout=N`` or ``holdout=0.2``: evaluate without a seeded holdout kept for optimizing."""
+
+    name = "holdout"
+
+    def __init__(self, value: str):
+        self.value = str(value)
+
+    def expand(self, run_spec: RunSpec) -> list[RunSpec]:
+        separator = "," if ":" in run_spec.name else ":"
+        return [
+            replace(
+                run_spec,
+                name=f"{run_spec.name}{separator}{self.name}={self.value}",
+                scenario_spec=with_scenario_args(run_spec.scenario_spec, **{self.name: self.value}),
+            )
+        ]
+
+
+class HoldoutSeedRunExpander(HoldoutRunExpander):
+    """``holdout_seed=N``: the seed of the holdout (default 42)."""
+
+    name = "holdout_seed"
+
+
+RUN_EXPANDERS[HoldoutRunExpander.name] = HoldoutRunExpander
+RUN_EXPANDERS[HoldoutSeedRunExpander.name] = HoldoutSeedRunExpander

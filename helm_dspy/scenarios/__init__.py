@@ -1,0 +1,1 @@
+"""HELM scenarios that also yield train/valid instances for optimizing, from the mirror or upstream."""
