@@ -35,7 +35,111 @@ def build_parser() -> argparse.ArgumentParser:
         help="check only this scenario (repeatable); default: all four",
     )
     check.set_defaults(handler=run_data_check)
+    add_optimize_parser(verbs)
     return parser
+
+
+def add_optimize_parser(verbs) -> None:
+    from helm_dspy.optimize.methods import METHOD_NAMES
+
+    opt = verbs.add_parser(
+        "optimize",
+        help="optimize a HELM scenario's prompt with DSPy for one model deployment",
+        description="Optimize dspy.ChainOfThought('inputs -> output') on HELM's rendered prompts, scored by the "
+        "scenario's HELM metric, calling the model through HELM's deployments, credentials and cache. Writes "
+        "AGENTS_DIR/<scenario>/<model>/<optimizer>.json (DSPy JSON state) and a .manifest.json beside it.",
+    )
+    opt.add_argument(
+        "--scenario",
+        required=True,
+        help="a HELM run entry without model: medcalc_bench, medec, head_qa, medbullets (defaults to holdout=0.2), "
+        "or any run spec, e.g. mmlu:subject=anatomy,holdout=100",
+    )
+    opt.add_argument("--model", required=True, help="HELM model deployment to optimize for (as in helm-run model=)")
+    opt.add_argument("--optimizer", required=True, help=f"one of: {', '.join(METHOD_NAMES)}")
+    opt.add_argument(
+        "--prompt-model",
+        help="deployment for MIPROv2 instruction proposals, GEPA reflection, SIMBA rules (default --model)",
+    )
+    opt.add_argument("--agents-dir", default="agents", help="where agents are written (default: agents)")
+    opt.add_argument(
+        "--local-path",
+        default="prod_env",
+        help="HELM's prod_env folder: deployments, credentials, cache (default: prod_env)",
+    )
+    add_data_dir_flag(opt)
+    opt.add_argument(
+        "--output-path",
+        default="benchmark_output",
+        help="HELM output folder for scenario downloads (default: benchmark_output)",
+    )
+    opt.add_argument("--max-train", type=int, default=200, help="at most N train examples, seeded sample (default 200)")
+    opt.add_argument(
+        "--max-val", type=int, default=100, help="at most N validation examples, seeded sample (default 100)"
+    )
+    opt.add_argument("--seed", type=int, default=0, help="seed for sampling and optimizer randomness (default 0)")
+    opt.add_argument("--num-threads", type=int, default=4, help="parallel model calls (default 4)")
+    opt.add_argument("--program", choices=["cot", "predict"], help="program shape: ChainOfThought (default) or Predict")
+    opt.add_argument(
+        "--auto", choices=["light", "medium", "heavy"], default="light", help="MIPROv2/GEPA budget (default light)"
+    )
+    opt.add_argument("--max-bootstrapped-demos", type=int, default=3, help="bootstrapped demos per program (default 3)")
+    opt.add_argument("--max-labeled-demos", type=int, default=3, help="labeled demos per program (default 3)")
+    opt.add_argument(
+        "--num-candidates", type=int, help="BFRS candidate programs (default 16) / SIMBA candidates (default 6)"
+    )
+    opt.add_argument(
+        "--bsize", type=int, default=32, help="SIMBA mini-batch size (capped at the train size; default 32)"
+    )
+    opt.add_argument("--max-steps", type=int, default=8, help="SIMBA steps (default 8)")
+    opt.add_argument("--max-tokens", type=int, default=1024, help="output cap per DSPy call (default 1024)")
+    opt.add_argument("--dry-run", action="store_true", help="print how many LM calls the run would make; spend nothing")
+    opt.add_argument(
+        "--max-lm-calls", type=int, help="stop cleanly (writing nothing) after N calls that reach the model"
+    )
+    opt.add_argument("--force", action="store_true", help="overwrite an existing agent")
+    opt.set_defaults(handler=run_optimize)
+
+
+def run_optimize(args: argparse.Namespace) -> int:
+    from helm_dspy.optimize.methods import MethodSettings
+    from helm_dspy.optimize.run import OptimizeOptions, optimize, summary_table
+
+    for flag in ("max_train", "max_val", "num_threads", "max_tokens", "bsize", "max_steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
+    settings = MethodSettings(
+        auto=args.auto,
+        max_bootstrapped_demos=args.max_bootstrapped_demos,
+        max_labeled_demos=args.max_labeled_demos,
+        num_candidates=args.num_candidates,
+        num_threads=args.num_threads,
+        seed=args.seed,
+        bsize=args.bsize,
+        max_steps=args.max_steps,
+    )
+    options = OptimizeOptions(
+        scenario=args.scenario,
+        model=args.model,
+        optimizer=args.optimizer,
+        prompt_model=args.prompt_model,
+        agents_dir=args.agents_dir,
+        local_path=args.local_path,
+        data_dir=args.data_dir,
+        output_path=args.output_path,
+        max_train=args.max_train,
+        max_val=args.max_val,
+        program=args.program,
+        max_tokens=args.max_tokens,
+        dry_run=args.dry_run,
+        max_lm_calls=args.max_lm_calls,
+        force=args.force,
+        settings=settings,
+    )
+    result = optimize(options)
+    if result.agent_path is not None:
+        print(summary_table(result))
+    return 0
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +164,21 @@ def run_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def quiet_offline_noise() -> None:
+    """HELM's metric import retries NLTK's punkt_tab download (four error lines offline); DSPy logs every
+    evaluation at INFO and every failed example at ERROR. Keep stderr for our own messages."""
+    import functools
+    import logging
+
+    import nltk
+
+    logging.getLogger("dspy").setLevel(logging.WARNING)
+    logging.getLogger("dspy.utils.parallelizer").setLevel(logging.CRITICAL)  # we count parse failures ourselves
+    nltk.download = functools.partial(nltk.download, quiet=True)  # still downloads online, silently
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_offline_noise()
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -1,0 +1,1 @@
+"""Optimize a HELM scenario's prompt with DSPy: data, program, objective, methods, run."""

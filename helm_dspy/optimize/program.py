@@ -1,0 +1,73 @@
+"""The DSPy program shape shared with the seed project and HELM's DSPyClient, saved as JSON state."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import dspy
+
+from helm_dspy.errors import UserError
+
+SIGNATURE = "inputs -> output"
+PROGRAM_SHAPES = ("cot", "predict")
+
+
+def build_program(shape: str = "cot") -> dspy.Module:
+    """``dspy.ChainOfThought("inputs -> output")`` (default) or ``dspy.Predict`` of the same signature."""
+    if shape == "cot":
+        return dspy.ChainOfThought(SIGNATURE)
+    if shape == "predict":
+        return dspy.Predict(SIGNATURE)
+    raise UserError(f"unknown program shape {shape!r}; choose from {', '.join(PROGRAM_SHAPES)}")
+
+
+def shape_of_state(state: dict) -> str:
+    """Which shape saved this state: ChainOfThought saves under ``predict`` with a reasoning field."""
+    if "predict" in state and isinstance(state["predict"], dict):
+        return "cot"
+    if "signature" in state and "demos" in state:
+        return "predict"
+    raise UserError("agent JSON holds neither a ChainOfThought nor a Predict state (no 'predict' or 'demos' key)")
+
+
+def load_program(path: str | os.PathLike, shape: str | None = None) -> dspy.Module:
+    """Load an agent saved as DSPy JSON state (never a pickle) into a fresh program of its shape."""
+    path = Path(path)
+    if path.suffix != ".json":
+        raise UserError(f"agent {path} is not a .json state file; pickled programs are never loaded")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise UserError(f"agent {path} is not readable JSON ({error})") from None
+    detected = shape_of_state(state)
+    if shape is not None and shape != detected:
+        raise UserError(f"agent {path} was saved for program shape {detected!r}, not {shape!r}")
+    program = build_program(detected)
+    try:
+        program.load_state(state)
+    except Exception as error:  # DSPy raises KeyError/ValueError/TypeError on foreign shapes
+        raise UserError(f"agent {path} does not fit a {detected} program ({type(error).__name__}: {error})") from None
+    return program
+
+
+def program_state(program: dspy.Module) -> dict:
+    """The plain-JSON state DSPy saves (instructions, demos), as ``program.save('x.json')`` writes it."""
+    return program.dump_state()
+
+
+def write_json_atomic(path: str | os.PathLike, payload: dict) -> None:
+    """Write JSON to a temp file beside ``path`` and rename it in place: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(payload, stream, indent=2, ensure_ascii=False, default=str)
+            stream.write("\n")
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,244 @@
+"""``helm-dspy optimize``: one HELM run entry + one deployment -> an optimized agent and its manifest."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import dspy
+from dspy.utils.callback import BaseCallback
+from tqdm import tqdm
+
+from helm_dspy import __version__
+from helm_dspy.client.helm_lm import HelmSession, UsageCounter, helm_lm
+from helm_dspy.data import mirror
+from helm_dspy.errors import UserError
+from helm_dspy.optimize.dataset import normalize_entry, prepare
+from helm_dspy.optimize.methods import MethodSettings, get_method
+from helm_dspy.optimize.objective import HelmMetric
+from helm_dspy.optimize.program import build_program, program_state, write_json_atomic
+
+
+@dataclass
+class OptimizeOptions:
+    scenario: str
+    model: str
+    optimizer: str
+    prompt_model: str | None = None
+    agents_dir: str = "agents"
+    local_path: str = "prod_env"
+    data_dir: str | None = None
+    output_path: str = "benchmark_output"
+    max_train: int | None = 200
+    max_val: int | None = 100
+    program: str | None = None
+    max_tokens: int = 1024
+    dry_run: bool = False
+    max_lm_calls: int | None = None
+    force: bool = False
+    settings: MethodSettings = field(default_factory=MethodSettings)
+
+
+@dataclass
+class OptimizeResult:
+    agent_path: Path | None
+    manifest: dict
+
+
+def agent_path(agents_dir: str, entry: str, deployment: str, optimizer: str) -> Path:
+    """``agents/{scenario}/{model}/{optimizer}.json``; holdout arguments live in the manifest, not the path."""
+    name, _, args = entry.partition(":")
+    kept = [arg for arg in args.split(",") if arg and not arg.startswith(("holdout=", "holdout_seed="))]
+    scenario = f"{name}:{','.join(kept)}" if kept else name
+    return Path(agents_dir) / scenario / deployment / f"{optimizer}.json"
+
+
+def manifest_path(agent: Path) -> Path:
+    return agent.with_name(agent.stem + ".manifest.json")
+
+
+class ParseFailureCounter(BaseCallback):
+    """Counts answers no adapter could parse (ChatAdapter, then its JSONAdapter fallback, both failed)."""
+
+    def __init__(self):
+        self.count = 0
+        self._adapters: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def on_adapter_parse_start(self, call_id, instance, inputs):
+        self._adapters[call_id] = type(instance).__name__
+
+    def on_adapter_parse_end(self, call_id, outputs, exception=None):
+        adapter = self._adapters.pop(call_id, "")
+        if exception is not None and adapter == "JSONAdapter":
+            with self._lock:
+                self.count += 1
+
+
+def evaluate(program, examples, metric, num_threads: int) -> float:
+    """Mean HELM-metric score on ``examples``; an answer that fails to parse scores 0."""
+    evaluator = dspy.Evaluate(
+        devset=examples,
+        metric=metric,
+        num_threads=num_threads,
+        display_progress=False,
+        max_errors=10**9,
+        failure_score=0.0,
+        provide_traceback=False,
+    )
+    return round(evaluator(program).score / 100.0, 4)
+
+
+def check_credentials(session: HelmSession, deployment_name: str) -> None:
+    """Fail before any call when the deployment's client needs an API key and none is configured."""
+    import inspect
+
+    from helm.common.credentials_utils import provide_api_key
+    from helm.common.object_spec import get_class_by_name
+
+    deployment = session.deployment(deployment_name)
+    try:
+        client_class = get_class_by_name(deployment.client_spec.class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise UserError(
+            f"deployment {deployment_name!r}: client class {deployment.client_spec.class_name} not importable"
+        ) from None
+    parameters = inspect.signature(client_class.__init__).parameters
+    if "api_key" not in parameters or "api_key" in deployment.client_spec.args:
+        return
+    host = deployment.name.split("/")[0]
+    if provide_api_key(session.credentials, host, deployment.name) is None:
+        env_name = f"{host.upper()}_API_KEY"
+        if not os.environ.get(env_name):
+            raise UserError(
+                f'deployment {deployment_name!r} needs an API key: add {host}ApiKey: "..." to '
+                f"{session.local_path}/credentials.conf (or set {env_name})"
+            )
+
+
+def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
+    started = time.monotonic()
+    if options.data_dir:
+        mirror.set_data_dir(options.data_dir)
+    entry = normalize_entry(options.scenario)
+    settings = options.settings
+    method = get_method(options.optimizer, settings)
+    shape = "predict" if options.optimizer == "zeroshot-predict" else (options.program or method.program_shape)
+    session = HelmSession(options.local_path)
+    prompt_model = options.prompt_model or options.model
+    for deployment in {options.model, prompt_model}:
+        check_credentials(session, deployment)
+    agent = agent_path(options.agents_dir, entry, options.model, options.optimizer)
+    if agent.exists() and not options.force and not options.dry_run:
+        raise UserError(f"{agent} exists; pass --force to overwrite it")
+
+    data = prepare(
+        entry,
+        options.model,
+        session,
+        options.output_path,
+        options.max_train,
+        options.max_val,
+        settings.seed,
+    )
+    train_size, val_size = len(data.train), len(data.valid)
+    runs = method.estimate_runs(train_size, val_size)
+    baseline_runs = val_size
+    final_runs = val_size if runs else 0
+    estimate = {
+        "task_model_calls": baseline_runs + runs + final_runs,
+        "prompt_model_calls": method.estimate_prompt_model_calls(train_size),
+    }
+    estimate["total_lm_calls"] = estimate["task_model_calls"] + estimate["prompt_model_calls"]
+    if options.dry_run:
+        out(
+            f"dry run: {options.optimizer} on {entry} with {options.model}: train {train_size}, valid {val_size}; "
+            f"at most {estimate['total_lm_calls']} LM calls ({estimate['task_model_calls']} task-model, "
+            f"{estimate['prompt_model_calls']} prompt-model; cached calls cost nothing); nothing run, nothing written"
+        )
+        return OptimizeResult(None, {"estimate": estimate, "train_size": train_size, "valid_size": val_size})
+
+    usage = UsageCounter(max_new_calls=options.max_lm_calls)
+    task_lm = helm_lm(session, options.model, usage, max_tokens=options.max_tokens)
+    prompt_lm = task_lm if prompt_model == options.model else helm_lm(session, prompt_model, usage, options.max_tokens)
+    metric = HelmMetric(data)
+    parse_failures = ParseFailureCounter()
+    progress = tqdm(total=estimate["total_lm_calls"], desc=f"{options.optimizer} LM calls", unit="call", leave=False)
+    usage.on_call = lambda: progress.update(1)
+    with dspy.context(lm=task_lm, callbacks=[parse_failures], adapter=dspy.ChatAdapter()):
+        baseline_program = build_program(shape)
+        baseline = evaluate(baseline_program, data.valid, metric, settings.num_threads)
+        baseline_failures = parse_failures.count
+        if baseline_failures >= val_size and not usage.budget_exhausted:
+            progress.close()
+            raise UserError(
+                f"{options.model} never returned a parsable answer ({baseline_failures} of {val_size} validation "
+                "answers unparsable); check the deployment or raise --max-tokens"
+            )
+        optimized_program = method.compile(build_program(shape), data.train, data.valid, metric, prompt_lm)
+        optimized = baseline if not runs else evaluate(optimized_program, data.valid, metric, settings.num_threads)
+    progress.close()
+    if usage.budget_exhausted:
+        raise UserError(
+            f"stopped: --max-lm-calls {options.max_lm_calls} reached ({usage.new_calls} new calls); nothing written. "
+            f"Rerun with a larger budget: the calls made so far are cached"
+        )
+
+    manifest = {
+        "scenario": entry,
+        "run_spec": data.run_spec.name,
+        "metric": metric.metric_name,
+        "split_sizes": {"train": train_size, "valid": val_size, "test": len(data.splits.test)},
+        "available_split_sizes": data.splits.sizes(),
+        "split_sources": data.splits.sources,
+        "train_ids_sha256": data.ids_hash("train"),
+        "valid_ids_sha256": data.ids_hash("valid"),
+        "model": options.model,
+        "prompt_model": prompt_model,
+        "optimizer": options.optimizer,
+        "program": shape,
+        "settings": {**settings.as_dict(), "max_train": options.max_train, "max_val": options.max_val},
+        "max_tokens": options.max_tokens,
+        "seed": settings.seed,
+        "baseline_valid_score": baseline,
+        "optimized_valid_score": optimized,
+        "unparsable_answers": parse_failures.count,
+        "usage": {**usage.as_dict(), "cost_usd": None},
+        "estimate": estimate,
+        "wall_time_s": round(time.monotonic() - started, 2),
+        "versions": {"crfm-helm": version("crfm-helm"), "dspy": dspy.__version__, "helm-dspy": __version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    state = program_state(optimized_program)
+    state["metadata"] = {
+        "dependency_versions": {"dspy": dspy.__version__},
+        "helm_dspy": {"manifest": manifest_path(agent).name},
+    }
+    write_json_atomic(agent, state)
+    write_json_atomic(manifest_path(agent), manifest)
+    return OptimizeResult(agent, manifest)
+
+
+def summary_table(result: OptimizeResult) -> str:
+    m = result.manifest
+    usage = m["usage"]
+    rows = [
+        ("", "valid score", "LM calls (new)", "tokens in/out", "time"),
+        ("baseline (zero-shot)", f"{m['baseline_valid_score']:.3f}", "", "", ""),
+        (
+            m["optimizer"],
+            f"{m['optimized_valid_score']:.3f}",
+            f"{usage['lm_calls']} ({usage['new_lm_calls']})",
+            f"{usage['prompt_tokens']}/{usage['completion_tokens']}",
+            f"{m['wall_time_s']:.0f}s",
+        ),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    lines.append(f"{m['metric']} on {m['split_sizes']['valid']} valid instances; agent: {result.agent_path}")
+    return "\n".join(lines)
