@@ -167,14 +167,24 @@ def run_data_check(args: argparse.Namespace) -> int:
 def quiet_offline_noise() -> None:
     """HELM's metric import retries NLTK's punkt_tab download (four error lines offline); DSPy logs every
     evaluation at INFO and every failed example at ERROR. Keep stderr for our own messages."""
+    import contextlib
     import functools
+    import io
     import logging
 
+    import dspy  # noqa: F401  (configures its loggers on import; adjust them after)
     import nltk
 
     logging.getLogger("dspy").setLevel(logging.WARNING)
     logging.getLogger("dspy.utils.parallelizer").setLevel(logging.CRITICAL)  # we count parse failures ourselves
-    nltk.download = functools.partial(nltk.download, quiet=True)  # still downloads online, silently
+    download = nltk.download
+
+    @functools.wraps(download)
+    def quiet_download(*args, **kwargs):  # still downloads online, silently
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            return download(*args, **kwargs)
+
+    nltk.download = quiet_download
 
 
 def main(argv: list[str] | None = None) -> int:
