@@ -167,7 +167,6 @@ def run_data_check(args: argparse.Namespace) -> int:
 def quiet_offline_noise() -> None:
     """HELM's metric import retries NLTK's punkt_tab download (four error lines offline); DSPy logs every
     evaluation at INFO and every failed example at ERROR. Keep stderr for our own messages."""
-    import contextlib
     import functools
     import io
     import logging
@@ -181,8 +180,9 @@ def quiet_offline_noise() -> None:
 
     @functools.wraps(download)
     def quiet_download(*args, **kwargs):  # still downloads online, silently
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            return download(*args, **kwargs)
+        kwargs.setdefault("quiet", True)
+        kwargs.setdefault("print_error_to", io.StringIO())  # nltk binds sys.stderr at definition time
+        return download(*args, **kwargs)
 
     nltk.download = quiet_download
 
