@@ -176,6 +176,7 @@ def quiet_offline_noise() -> None:
 
     logging.getLogger("dspy").setLevel(logging.WARNING)
     logging.getLogger("dspy.utils.parallelizer").setLevel(logging.CRITICAL)  # we count parse failures ourselves
+    logging.getLogger("helm").setLevel(logging.ERROR)  # e.g. "Could not find model metadata" per local deployment
     download = nltk.download
 
     @functools.wraps(download)

@@ -15,7 +15,7 @@ from dspy.utils.callback import BaseCallback
 from tqdm import tqdm
 
 from helm_dspy import __version__
-from helm_dspy.client.helm_lm import HelmSession, UsageCounter, helm_lm
+from helm_dspy.client.helm_lm import HelmSession, LMBudgetExhausted, UsageCounter, helm_lm
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
 from helm_dspy.optimize.dataset import normalize_entry, prepare
@@ -170,19 +170,20 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     parse_failures = ParseFailureCounter()
     progress = tqdm(total=estimate["total_lm_calls"], desc=f"{options.optimizer} LM calls", unit="call", leave=False)
     usage.on_call = lambda: progress.update(1)
-    with dspy.context(lm=task_lm, callbacks=[parse_failures], adapter=dspy.ChatAdapter()):
-        baseline_program = build_program(shape)
-        baseline = evaluate(baseline_program, data.valid, metric, settings.num_threads)
-        baseline_failures = parse_failures.count
-        if baseline_failures >= val_size and not usage.budget_exhausted:
-            progress.close()
-            raise UserError(
-                f"{options.model} never returned a parsable answer ({baseline_failures} of {val_size} validation "
-                "answers unparsable); check the deployment or raise --max-tokens"
-            )
-        optimized_program = method.compile(build_program(shape), data.train, data.valid, metric, prompt_lm)
-        optimized = baseline if not runs else evaluate(optimized_program, data.valid, metric, settings.num_threads)
-    progress.close()
+    try:
+        with dspy.context(lm=task_lm, callbacks=[parse_failures], adapter=dspy.ChatAdapter()):
+            baseline = evaluate(build_program(shape), data.valid, metric, settings.num_threads)
+            if parse_failures.count >= val_size and not usage.budget_exhausted:
+                raise UserError(
+                    f"{options.model} never returned a parsable answer ({parse_failures.count} of {val_size} "
+                    "validation answers unparsable); check the deployment or raise --max-tokens"
+                )
+            optimized_program = method.compile(build_program(shape), data.train, data.valid, metric, prompt_lm)
+            optimized = baseline if not runs else evaluate(optimized_program, data.valid, metric, settings.num_threads)
+    except LMBudgetExhausted:
+        pass  # some optimizers let it escape, others swallow it per example: both end below
+    finally:
+        progress.close()
     if usage.budget_exhausted:
         raise UserError(
             f"stopped: --max-lm-calls {options.max_lm_calls} reached ({usage.new_calls} new calls); nothing written. "
