@@ -251,3 +251,21 @@ def test_tokens_counted_by_the_deployments_helm_tokenizer(workspace):
     assert usage["lm_calls"] == 8
     assert usage["prompt_tokens"] > 8 * 1000  # medbullets prompts are thousands of characters
     assert 0 < usage["completion_tokens"] < usage["prompt_tokens"]
+
+
+@pytest.mark.parametrize("entry,train_valid", [("simple_mcqa", 11), ("simple_mcqa:holdout=20", 20)])
+def test_any_helm_run_spec_can_be_optimized(workspace, entry, train_valid):
+    """HELM's own simple_mcqa (train split 11 questions; or a holdout of its test split), not one of our four."""
+    from helm_dspy.client.helm_lm import HelmSession
+    from helm_dspy.optimize.dataset import prepare
+
+    data = prepare(entry, "scripted/oracle", HelmSession(str(workspace / "prod_env")), str(workspace / "out"))
+    assert len(data.train) + len(data.valid) == train_valid
+    assert data.valid[0]["output"] in "AB" and data.valid[0]["inputs"].rstrip().endswith("Answer:")
+    answers = workspace / "answers.json"
+    gold = json.loads(answers.read_text())
+    gold.update({" ".join(e["inputs"].split()): e["output"] for e in data.train + data.valid})
+    answers.write_text(json.dumps(gold))
+    result = run(workspace, "BootstrapFewShotWithRandomSearch", True, scenario=entry, num_candidates=2)
+    assert result.manifest["optimized_valid_score"] > result.manifest["baseline_valid_score"]
+    assert result.agent_path.parts[-4] == "simple_mcqa"  # agents/simple_mcqa/scripted/oracle/...json
