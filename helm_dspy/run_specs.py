@@ -93,5 +93,58 @@ class HoldoutSeedRunExpander(HoldoutRunExpander):
     name = "holdout_seed"
 
 
+class DSPyRunExpander(RunExpander):
+    """``dspy=<method>``: run the saved agent for this scenario and model instead of HELM's prompt alone.
+
+    The model becomes ``<base model>-helmdspy-<method>`` (its own leaderboard row), served by a derived
+    deployment whose client runs the agent on the base deployment; put ``dspy=`` after ``model=``.
+    """
+
+    name = "dspy"
+
+    def __init__(self, value: str):
+        from helm_dspy.client.derived import METHOD_SLUGS
+        from helm_dspy.optimize.methods import METHOD_NAMES
+
+        if value not in METHOD_SLUGS:  # SystemExit: helm-run prints the line, no traceback
+            raise SystemExit(f"helm-dspy: error: dspy={value} names no method; choose from {', '.join(METHOD_NAMES)}")
+        self.method = value
+
+    def expand(self, run_spec: RunSpec) -> list[RunSpec]:
+        from helm.benchmark.model_deployment_registry import get_default_model_deployment_for_model
+
+        from helm_dspy.client.derived import derived_model_name, register_derived, scenario_key
+        from helm_dspy.client.helm_lm import DEFAULT_MAX_TOKENS
+        from helm_dspy.optimize.objective import adapter_spec_for_dspy
+
+        model = run_spec.adapter_spec.model
+        base_deployment = run_spec.adapter_spec.model_deployment or (
+            model and get_default_model_deployment_for_model(model)
+        )
+        if not base_deployment:
+            raise SystemExit(f"helm-dspy: error: in {run_spec.name}, put dspy={self.method} after model=")
+        scenario = scenario_key(run_spec.name, run_spec.scenario_spec)
+        args = run_spec.scenario_spec.args
+        holdout = {key: args[key] for key in ("holdout", "holdout_seed") if args.get(key) is not None}
+        deployment = register_derived(base_deployment, self.method, scenario, holdout)
+        adapter_spec = replace(
+            adapter_spec_for_dspy(run_spec.adapter_spec),  # letter pattern: DSPy answers are more than 1 token
+            model=derived_model_name(run_spec.adapter_spec.model, self.method),
+            model_deployment=deployment,
+            max_tokens=DEFAULT_MAX_TOKENS,  # HELM's 1-10 token caps would cut DSPy's reasoning and fields
+            stop_sequences=[],  # DSPy's multi-line field format must not stop at "\n"
+        )
+        usage_metric = MetricSpec(class_name=f"{PACKAGE}.metrics.dspy_usage.DSPyUsageMetric", args={})
+        return [
+            replace(
+                run_spec,
+                name=f"{run_spec.name}{',' if ':' in run_spec.name else ':'}dspy={self.method}",
+                adapter_spec=adapter_spec,
+                metric_specs=list(run_spec.metric_specs) + [usage_metric],
+            )
+        ]
+
+
 RUN_EXPANDERS[HoldoutRunExpander.name] = HoldoutRunExpander
 RUN_EXPANDERS[HoldoutSeedRunExpander.name] = HoldoutSeedRunExpander
+RUN_EXPANDERS[DSPyRunExpander.name] = DSPyRunExpander

@@ -36,7 +36,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=run_data_check)
     add_optimize_parser(verbs)
+    add_report_parser(verbs)
     return parser
+
+
+def add_report_parser(verbs) -> None:
+    rep = verbs.add_parser(
+        "report",
+        help="compare each DSPy method with HELM's baseline prompt, with paired 95% bootstrap CIs",
+        description="Per scenario and base model: baseline score, each method's score, the difference and a paired "
+        "95%% bootstrap CI over instances; LM calls and tokens per run. Prints a table and writes "
+        "helm_dspy_report.csv/.json/.png into the suite folder.",
+    )
+    rep.add_argument("--suite", required=True, help="the helm-run suite to read")
+    rep.add_argument(
+        "-o", "--output-path", default="benchmark_output", help="helm-run's output folder (default: benchmark_output)"
+    )
+    rep.add_argument(
+        "--metric",
+        help="per-instance metric to compare (default: medcalc_bench_accuracy_fixed, "
+        "medec_error_flag_accuracy, else exact_match)",
+    )
+    rep.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    rep.set_defaults(handler=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from helm_dspy.report.report import format_table, report
+
+    rows, paths = report(args.suite, args.output_path, args.metric, args.seed)
+    print(format_table(rows))
+    print("wrote " + ", ".join(str(path) for path in paths.values()))
+    return 0
 
 
 def add_optimize_parser(verbs) -> None:

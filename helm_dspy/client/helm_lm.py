@@ -90,13 +90,14 @@ class HelmSession:
     _registered_paths: set[str] = set()
     _lock = threading.Lock()
 
-    def __init__(self, local_path: str = "prod_env"):
+    def __init__(self, local_path: str = "prod_env", register: bool = True):
         from helm.benchmark.window_services.tokenizer_service import TokenizerService
         from helm.common.cache_backend_config import SqliteCacheBackendConfig
         from helm.common.local_context import LocalContext
 
         self.local_path = os.path.abspath(local_path)
-        register_helm_configs(self.local_path)
+        if register:  # helm-run has already registered them when a client builds a session
+            register_helm_configs(self.local_path)
         self.credentials = load_credentials(self.local_path)  # parsed first: a bad file is one clear error
         with contextlib.redirect_stdout(io.StringIO()):  # HELM prints "Looking in path" to stdout
             self.context = LocalContext(

@@ -15,6 +15,7 @@ from dspy.utils.callback import BaseCallback
 from tqdm import tqdm
 
 from helm_dspy import __version__
+from helm_dspy.client.derived import scenario_key
 from helm_dspy.client.helm_lm import HelmSession, LMBudgetExhausted, UsageCounter, helm_lm
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
@@ -50,11 +51,8 @@ class OptimizeResult:
     manifest: dict
 
 
-def agent_path(agents_dir: str, entry: str, deployment: str, optimizer: str) -> Path:
-    """``agents/{scenario}/{model}/{optimizer}.json``; holdout arguments live in the manifest, not the path."""
-    name, _, args = entry.partition(":")
-    kept = [arg for arg in args.split(",") if arg and not arg.startswith(("holdout=", "holdout_seed="))]
-    scenario = f"{name}:{','.join(kept)}" if kept else name
+def agent_path(agents_dir: str, scenario: str, deployment: str, optimizer: str) -> Path:
+    """``agents/{scenario}/{model}/{optimizer}.json``, where scenario is ``derived.scenario_key``."""
     return Path(agents_dir) / scenario / deployment / f"{optimizer}.json"
 
 
@@ -133,10 +131,6 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     prompt_model = options.prompt_model or options.model
     for deployment in {options.model, prompt_model}:
         check_credentials(session, deployment)
-    agent = agent_path(options.agents_dir, entry, options.model, options.optimizer)
-    if agent.exists() and not options.force and not options.dry_run:
-        raise UserError(f"{agent} exists; pass --force to overwrite it")
-
     data = prepare(
         entry,
         options.model,
@@ -146,6 +140,10 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
         options.max_val,
         settings.seed,
     )
+    scenario = scenario_key(data.run_spec.name, data.run_spec.scenario_spec)
+    agent = agent_path(options.agents_dir, scenario, options.model, options.optimizer)
+    if agent.exists() and not options.force and not options.dry_run:
+        raise UserError(f"{agent} exists; pass --force to overwrite it")
     train_size, val_size = len(data.train), len(data.valid)
     runs = method.estimate_runs(train_size, val_size)
     baseline_runs = val_size
@@ -192,6 +190,7 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
 
     manifest = {
         "scenario": entry,
+        "scenario_key": scenario,
         "run_spec": data.run_spec.name,
         "metric": metric.metric_name,
         "split_sizes": {"train": train_size, "valid": val_size, "test": len(data.splits.test)},

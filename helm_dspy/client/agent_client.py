@@ -1,0 +1,129 @@
+"""The HELM client that answers each request by running a saved DSPy agent on the base model.
+
+Unlike HELM's built-in DSPyClient it calls the model through helm-dspy's LM bridge (HELM's request cache,
+so a repeated ``helm-run`` makes no new model calls; HELM's retries), reports token counts, keeps system
+messages, honours the request's temperature, max_tokens and stop sequences, and returns an answer DSPy
+cannot parse as an empty completion (scored 0, counted in ``dspy_parse_failures``) instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import dspy
+from helm.clients.client import Client
+from helm.common.cache import CacheConfig
+from helm.common.request import GeneratedOutput, Request, RequestResult, Token
+from helm.proxy.retry import NonRetriableException
+
+from helm_dspy.client.agents import agents_source, is_url, resolve_agent
+from helm_dspy.client.helm_lm import HelmSession, UsageCounter, helm_lm
+from helm_dspy.errors import UserError
+from helm_dspy.optimize.program import build_program, load_program
+
+ZERO_SHOT_METHODS = {"zeroshot-predict": "predict", "zeroshot-cot": "cot"}
+
+
+class DSPyAgentClient(Client):
+    """Runs ``agents/{scenario}/{base_deployment}/{method}.json`` for every request of one run."""
+
+    _sessions: dict[str, HelmSession] = {}
+    _sessions_lock = threading.Lock()
+
+    def __init__(
+        self,
+        cache_config: CacheConfig,
+        base_deployment: str,
+        method: str,
+        scenario: str,
+        holdout: dict | None = None,
+    ):
+        self.base_deployment = base_deployment
+        self.method = method
+        self.scenario = scenario
+        self.holdout = holdout or {}
+        self.local_path = _local_path_of(cache_config)
+        self.program = self._load_agent()
+
+    def _load_agent(self) -> dspy.Module:
+        try:
+            path = resolve_agent(self.scenario, self.base_deployment, self.method)
+            if path is not None:
+                return load_program(path, ZERO_SHOT_METHODS.get(self.method))
+        except UserError as error:
+            raise NonRetriableException(str(error)) from None
+        if self.method in ZERO_SHOT_METHODS:
+            return build_program(ZERO_SHOT_METHODS[self.method])  # nothing to optimize: the plain program
+        raise NonRetriableException(self._missing_agent_message())
+
+    def _missing_agent_message(self) -> str:
+        source = agents_source()
+        where = source if is_url(source) else str(os.path.join(source, self.scenario, self.base_deployment))
+        holdout = ",".join(f"{key}={value}" for key, value in self.holdout.items())
+        entry = f"{self.scenario}{(',' if ':' in self.scenario else ':') + holdout if holdout else ''}"
+        agents_dir = "" if is_url(source) or source == "agents" else f" --agents-dir {source}"
+        return (
+            f"no {self.method} agent for {self.scenario} on {self.base_deployment} in {where}; create it with: "
+            f"helm-dspy optimize --scenario {entry} --model {self.base_deployment} --optimizer {self.method}"
+            f" --local-path {self.local_path}{agents_dir}"
+        )
+
+    def _session(self) -> HelmSession:
+        with self._sessions_lock:
+            if self.local_path not in self._sessions:
+                self._sessions[self.local_path] = HelmSession(self.local_path, register=False)
+            return self._sessions[self.local_path]
+
+    def make_request(self, request: Request) -> RequestResult:
+        started = time.time()
+        usage = UsageCounter()
+        session = self._session()
+        lm = helm_lm(
+            session, self.base_deployment, usage, max_tokens=request.max_tokens, temperature=request.temperature
+        )
+        if request.stop_sequences:
+            lm = lm.copy(stop=list(request.stop_sequences))
+        parse_failure = False
+        try:
+            with dspy.context(lm=lm, adapter=dspy.ChatAdapter()):
+                text = str(self.program(inputs=request_text(request)).output)
+        except dspy.AdapterParseError:
+            text, parse_failure = "", True
+        except dspy.utils.exceptions.LMError as error:
+            return RequestResult(success=False, cached=False, completions=[], embedding=[], error=str(error))
+        tokens = [Token(text=token, logprob=0.0) for token in text.split()]
+        details = {
+            "reason": "parse_failure" if parse_failure else "stop",
+            "dspy_parse_failure": parse_failure,
+            "dspy_lm_calls": usage.calls,
+            "dspy_new_lm_calls": usage.new_calls,
+            "dspy_prompt_tokens": usage.prompt_tokens,
+            "dspy_completion_tokens": usage.completion_tokens,
+        }
+        return RequestResult(
+            success=True,
+            cached=usage.calls > 0 and usage.new_calls == 0,
+            request_time=time.time() - started,
+            completions=[GeneratedOutput(text=text, logprob=0.0, tokens=tokens, finish_reason=details)],
+            embedding=[],
+        )
+
+
+def request_text(request: Request) -> str:
+    """The prompt HELM rendered; chat requests keep every message, the system message included."""
+    if request.messages:
+        return "\n\n".join(
+            message["content"] if message.get("role") in (None, "user") else f"{message['role']}: {message['content']}"
+            for message in request.messages
+        )
+    return request.prompt
+
+
+def _local_path_of(cache_config: CacheConfig) -> str:
+    """helm-run's --local-path: HELM gives clients ``<local_path>/cache/<host>.sqlite`` as their cache."""
+    path = getattr(cache_config, "path", None)
+    if path:
+        return os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    return os.path.abspath(os.environ.get("HELM_DSPY_LOCAL_PATH", "prod_env"))

@@ -1,0 +1,1 @@
+"""After ``helm-run``: the leaderboard summarizer and ``helm-dspy report``."""
