@@ -1,0 +1,327 @@
+"""Evaluate through HELM, end to end on real mirror data with the scripted model.
+
+``helm-dspy optimize`` -> ``helm-run`` (baseline + two methods, 2 threads) -> ``helm-summarize`` -> ``helm-dspy report``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, run_command
+from test_optimize import write_deployment
+
+from helm_dspy.optimize.methods import MethodSettings
+from helm_dspy.optimize.run import OptimizeOptions, optimize
+
+ENTRY = "medbullets:model=scripted/oracle,holdout=0.2"
+SEED_AGENT = REPO_ROOT.parent / "shared" / "reference" / "seed-agents" / "medbullets" / "gpt-4o" / "MIPROv2.json"
+
+
+def cache_rows(root: Path) -> int:
+    with sqlite3.connect(root / "prod_env" / "cache" / "scripted.sqlite") as connection:
+        return connection.execute("select count(*) from unnamed").fetchone()[0]
+
+
+def helm(root: Path, *args: str):
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]),
+        "HELM_DSPY_DATA_DIR": os.environ["HELM_DSPY_DATA_DIR"],
+    }
+    return run_command(list(args), cwd=root, env=env)
+
+
+def helm_run(root: Path, suite: str, *entries: str, instances: int = 8):
+    return helm(
+        root, "helm-run", "--run-entries", *entries, "--max-eval-instances", str(instances), "-n", "2", "--suite", suite
+    )
+
+
+def run_stats(root: Path, suite: str, run_name: str) -> dict[str, float]:
+    stats = json.loads(
+        (root / "benchmark_output" / "runs" / suite / run_name.replace("/", "_") / "stats.json").read_text()
+    )
+    return {
+        s["name"]["name"]: s["sum"] / max(s["count"], 1)
+        for s in stats
+        if s["name"]["split"] == "test" and "perturbation" not in s["name"]
+    }
+
+
+@pytest.fixture(scope="module")
+def workspace(mirror_dir, tmp_path_factory) -> Path:
+    from helm_dspy.client.helm_lm import HelmSession
+    from helm_dspy.optimize.dataset import prepare, render, to_examples
+
+    os.environ["HELM_DSPY_DATA_DIR"] = str(mirror_dir)
+    root = tmp_path_factory.mktemp("evaluate")
+    answers = root / "answers.json"
+    answers.write_text("{}")
+    write_deployment(root / "prod_env", "scripted/oracle", answers, tokenizer="simple/tokenizer1")
+    session = HelmSession(str(root / "prod_env"))
+    data = prepare("medbullets:holdout=0.2", "scripted/oracle", session, str(root / "benchmark_output"))
+    test = to_examples(render(data.run_spec, data.splits.test, session))
+    answers.write_text(json.dumps({" ".join(e["inputs"].split()): e["output"] for e in data.train + data.valid + test}))
+    optimize(
+        OptimizeOptions(
+            scenario="medbullets",
+            model="scripted/oracle",
+            optimizer="BootstrapFewShotWithRandomSearch",
+            agents_dir=str(root / "agents"),
+            local_path=str(root / "prod_env"),
+            output_path=str(root / "benchmark_output"),
+            max_train=8,
+            max_val=8,
+            settings=MethodSettings(num_candidates=2, num_threads=2, seed=3),
+        ),
+        out=lambda line: None,
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def suite(workspace) -> str:
+    entries = [ENTRY, f"{ENTRY},dspy=BootstrapFewShotWithRandomSearch", f"{ENTRY},dspy=zeroshot-cot"]
+    result = helm_run(workspace, "e2e", *entries)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return "e2e"
+
+
+def test_stats_per_run(workspace, suite):
+    baseline = run_stats(workspace, suite, "medbullets:model=scripted_oracle,holdout=0.2")
+    bfrs = run_stats(
+        workspace, suite, "medbullets:model=scripted_oracle,holdout=0.2,dspy=BootstrapFewShotWithRandomSearch"
+    )
+    zero_shot = run_stats(workspace, suite, "medbullets:model=scripted_oracle,holdout=0.2,dspy=zeroshot-cot")
+    assert baseline["exact_match"] == 0.0 and "dspy_lm_calls" not in baseline
+    assert bfrs["exact_match"] == 1.0 and zero_shot["exact_match"] == 0.0  # demos help the scripted model
+    for stats in (bfrs, zero_shot):
+        assert stats["dspy_lm_calls"] == 1.0 and stats["dspy_parse_failures"] == 0.0
+        assert stats["dspy_completion_tokens"] > 0 and stats["num_prompt_tokens"] > 1000  # HELM's tokenizer
+    assert bfrs["num_instances"] == baseline["num_instances"] == 8
+
+
+def test_same_instances_in_baseline_and_methods(workspace, suite):
+    runs = workspace / "benchmark_output" / "runs" / suite
+    ids = {
+        run.name: sorted(
+            s["instance"]["id"] for s in json.loads((run / "scenario_state.json").read_text())["request_states"]
+        )
+        for run in runs.iterdir()
+        if (run / "scenario_state.json").is_file()
+    }
+    assert len(ids) == 3 and len({tuple(v) for v in ids.values()}) == 1
+
+
+def test_rerun_makes_no_new_model_calls(workspace, suite):
+    before = cache_rows(workspace)
+    entries = [ENTRY, f"{ENTRY},dspy=BootstrapFewShotWithRandomSearch", f"{ENTRY},dspy=zeroshot-cot"]
+    result = helm_run(workspace, "e2e-rerun", *entries)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert cache_rows(workspace) == before
+    bfrs = "medbullets:model=scripted_oracle,holdout=0.2,dspy=BootstrapFewShotWithRandomSearch"
+    assert run_stats(workspace, "e2e-rerun", bfrs)["exact_match"] == run_stats(workspace, suite, bfrs)["exact_match"]
+
+
+@pytest.fixture(scope="module")
+def summarized(workspace, suite) -> str:
+    result = helm(
+        workspace,
+        "helm-summarize",
+        "--suite",
+        suite,
+        "--schema-path",
+        str(REPO_ROOT / "configs" / "schema_helm_dspy.yaml"),
+        "--summarizer-class-name",
+        "helm_dspy.report.summarizer.DSPySummarizer",
+        "--local-path",
+        "prod_env",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return suite
+
+
+def test_summarize_shows_distinct_readable_rows(workspace, summarized):
+    suite = summarized
+    table = json.loads((workspace / "benchmark_output" / "runs" / suite / "groups" / "medbullets.json").read_text())[0]
+    rows = {row[0]["value"]: row[1]["value"] for row in table["rows"]}
+    assert rows == {
+        "scripted/oracle": 0.0,
+        "scripted/oracle — DSPy BootstrapFewShot+RandomSearch": 1.0,
+        "scripted/oracle — DSPy zero-shot CoT": 0.0,
+    }
+
+
+def test_report_paired_ci_and_plot(workspace, suite):
+    from PIL import Image
+
+    result = helm(workspace, "helm-dspy", "report", "--suite", suite)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "BootstrapFewShotWithRandomSearch" in result.stdout and "[+1.000, +1.000]" in result.stdout
+    folder = workspace / "benchmark_output" / "runs" / suite
+    rows = {row["method"]: row for row in json.loads((folder / "helm_dspy_report.json").read_text())}
+    assert set(rows) == {"baseline", "BootstrapFewShotWithRandomSearch", "zeroshot-cot"}
+    bfrs = rows["BootstrapFewShotWithRandomSearch"]
+    assert (bfrs["n"], bfrs["baseline"], bfrs["score"], bfrs["difference"]) == (8, 0.0, 1.0, 1.0)
+    assert bfrs["ci_low"] == bfrs["ci_high"] == 1.0
+    assert bfrs["dspy_lm_calls"] == 8
+    assert (folder / "helm_dspy_report.csv").read_text().startswith("scenario,model,method")
+    with Image.open(folder / "helm_dspy_report.png") as image:
+        image.verify()
+    with Image.open(folder / "helm_dspy_report.png") as image:
+        assert image.format == "PNG" and image.size[0] > 300
+
+
+def test_seed_agent_runs_through_dspy_entry(workspace):
+    target = workspace / "agents" / "medbullets" / "scripted" / "oracle" / "MIPROv2.json"
+    shutil.copy(SEED_AGENT, target)
+    result = helm_run(workspace, "seed", f"{ENTRY},dspy=MIPROv2", instances=3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = run_stats(workspace, "seed", "medbullets:model=scripted_oracle,holdout=0.2,dspy=MIPROv2")
+    assert stats["exact_match"] == 1.0  # the seed agent's 3 demos are help for the scripted model
+    report = helm(workspace, "helm-dspy", "report", "--suite", "seed")
+    assert report.returncode == 2 and "no baseline run for medbullets:holdout=0.2" in report.stderr
+    assert len(report.stderr.strip().splitlines()) == 1
+
+
+def test_missing_agent_prints_the_optimize_command(workspace):
+    result = helm_run(workspace, "missing", f"{ENTRY},dspy=GEPA", instances=2)
+    assert result.returncode != 0
+    assert (
+        "create it with: helm-dspy optimize --scenario medbullets:holdout=0.2 --model scripted/oracle --optimizer GEPA"
+        in result.stdout + result.stderr
+    )
+
+
+def test_malformed_agent_stops_the_run(workspace):
+    bad = workspace / "agents" / "medbullets" / "scripted" / "oracle" / "SIMBA.json"
+    bad.write_text("{not json")
+    result = helm_run(workspace, "malformed", f"{ENTRY},dspy=SIMBA", instances=2)
+    assert result.returncode != 0 and "is not readable JSON" in result.stdout + result.stderr
+    predict_state = workspace / "agents" / "medbullets" / "scripted" / "oracle" / "zeroshot-cot.json"
+    predict_state.write_text(json.dumps({"traces": [], "train": [], "demos": [], "signature": {}, "lm": None}))
+    result = helm_run(workspace, "shape", f"{ENTRY},dspy=zeroshot-cot", instances=2)
+    assert result.returncode != 0 and "saved for program shape 'predict', not 'cot'" in result.stdout + result.stderr
+    predict_state.unlink()
+
+
+def test_unknown_method_is_one_line(workspace):
+    result = helm_run(workspace, "bad", f"{ENTRY},dspy=Adam", instances=1)
+    assert result.returncode != 0
+    assert "helm-dspy: error: dspy=Adam names no method" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_agent_from_pinned_url(workspace, tmp_path, monkeypatch):
+    import hashlib
+
+    from helm_dspy.client.agents import resolve_agent
+    from helm_dspy.errors import UserError
+
+    url = f"file://{SEED_AGENT.parent.parent}/{{model}}/{{method}}.json"
+    monkeypatch.setenv("HELM_DSPY_AGENTS", url)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    pins = tmp_path / "pins.json"
+    resolved = url.format(model="gpt-4o", method="MIPROv2")
+    monkeypatch.setenv("HELM_DSPY_AGENT_PINS", str(pins))
+    pins.write_text(json.dumps({resolved: hashlib.sha256(SEED_AGENT.read_bytes()).hexdigest()}))
+    import helm_dspy.client.agents as agents
+
+    monkeypatch.setattr(agents, "CACHE_DIR", tmp_path / "cache")
+    path = resolve_agent("medbullets", "gpt-4o", "MIPROv2")
+    assert path.read_bytes() == SEED_AGENT.read_bytes()
+    pins.write_text(json.dumps({resolved: "0" * 64}))
+    with pytest.raises(UserError, match="but the pin says"):
+        resolve_agent("medbullets", "gpt-4o", "MIPROv2")
+    pins.write_text("{}")
+    with pytest.raises(UserError, match="is not pinned"):
+        resolve_agent("medbullets", "gpt-4o", "MIPROv2")
+
+
+@pytest.mark.parametrize("conf", ["medhelm_dspy_grid.conf", "medhelm_dspy_grid_offline.conf"])
+def test_grid_conf_builds_every_run(workspace, conf):
+    """Every entry of the shipped grid parses with HELM's conf reader and builds a run spec."""
+    from helm.benchmark.presentation.run_entry import read_run_entries
+    from helm.benchmark.run_spec_factory import construct_run_specs
+    from helm.common.object_spec import parse_object_spec
+
+    from helm_dspy.client.helm_lm import HelmSession
+
+    HelmSession(str(workspace / "prod_env"))
+    text = (REPO_ROOT / "run_specs" / conf).read_text().replace("MODEL", "scripted/oracle")
+    path = workspace / conf
+    path.write_text(text)
+    entries = read_run_entries([str(path)]).entries
+    assert len(entries) == 4 * 6
+    names = set()
+    for entry in entries:
+        (run_spec,) = construct_run_specs(parse_object_spec(entry.description))
+        names.add(run_spec.adapter_spec.model)
+        if "dspy=" in entry.description:
+            assert run_spec.adapter_spec.max_tokens == 1024 and run_spec.adapter_spec.stop_sequences == []
+    assert len(names) == 6  # the baseline model and one derived model per method
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_leaderboard_in_headless_chromium(workspace, summarized):
+    """helm-server on 127.0.0.1, the page in Debian's Chromium: baseline and method rows with their scores."""
+    import subprocess
+    import time
+    import urllib.request
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Debian chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium not installed")
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "helm-server"), "--suite", summarized, "-p", str(port)],
+        cwd=workspace,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    artifacts = Path(os.environ.get("HELM_DSPY_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+        flags += ["--disable-sync", "--no-first-run", "--disable-quic"]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=flags)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/#/leaderboard/medbullets")
+            page.wait_for_selector("table tbody tr", timeout=30000)
+            rows = page.locator("table tbody tr").all_inner_texts()
+            page.screenshot(path=str(artifacts / "leaderboard_medbullets.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    cells = {row.split("\n")[0].strip(): [c.strip() for c in row.split("\n")[1:] if c.strip()] for row in rows}
+    assert set(cells) == {
+        "scripted/oracle",
+        "scripted/oracle — DSPy BootstrapFewShot+RandomSearch",
+        "scripted/oracle — DSPy zero-shot CoT",
+    }, rows
+    assert cells["scripted/oracle — DSPy BootstrapFewShot+RandomSearch"][0] == "1"
+    assert cells["scripted/oracle"][0] == "0" and cells["scripted/oracle — DSPy zero-shot CoT"][0] == "0"
+    assert (artifacts / "leaderboard_medbullets.png").stat().st_size > 10_000
