@@ -37,7 +37,75 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=run_data_check)
     add_optimize_parser(verbs)
     add_report_parser(verbs)
+    add_quickstart_parser(verbs)
     return parser
+
+
+def add_quickstart_parser(verbs) -> None:
+    from helm_dspy.local.deployment import LOCAL_MODEL
+    from helm_dspy.quickstart.run import OPTIMIZERS, SCENARIOS
+
+    quick = verbs.add_parser(
+        "quickstart",
+        help="optimize and evaluate the four scenarios with the embedded local model (no API key, no network)",
+        description="Optimize (BFRS and MIPROv2 at 2-core budgets), helm-run baseline and methods on the same "
+        "held-out test instances, helm-summarize, and report, for medcalc_bench, medec, head_qa, medbullets. "
+        "Resumable: finished agents and runs are skipped and model calls are cached.",
+    )
+    quick.add_argument("--model", default=LOCAL_MODEL, help=f"HELM deployment to use (default {LOCAL_MODEL})")
+    quick.add_argument("--gguf", metavar="PATH", help="use this GGUF file instead (served as local/gguf)")
+    quick.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}"
+    )
+    quick.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated optimize methods")
+    quick.add_argument("--max-eval-instances", type=int, default=10, help="test instances per run (default 10)")
+    quick.add_argument("--max-train", type=int, default=4, help="train examples per optimization (default 4)")
+    quick.add_argument("--max-val", type=int, default=4, help="validation examples per optimization (default 4)")
+    quick.add_argument("--max-tokens", type=int, default=512, help="output cap per DSPy call while optimizing")
+    quick.add_argument("--suite", default="quickstart", help="helm-run suite name (default quickstart)")
+    quick.add_argument("--local-path", default="prod_env", help="HELM prod_env folder (default prod_env)")
+    quick.add_argument("--output-path", default="benchmark_output", help="HELM output folder")
+    quick.add_argument("--agents-dir", default="agents", help="where agents are written (default agents)")
+    add_data_dir_flag(quick)
+    quick.add_argument("--seed", type=int, default=1, help="seed for sampling and optimizers (default 1)")
+    quick.add_argument("--num-threads", type=int, default=1, help="parallel model calls (default 1: one local model)")
+    quick.set_defaults(handler=run_quickstart)
+
+
+def run_quickstart(args: argparse.Namespace) -> int:
+    import os
+
+    from helm_dspy.local.deployment import GGUF_ENV, GGUF_MODEL, register_local_model
+    from helm_dspy.local.weights import resolve_model_path
+    from helm_dspy.quickstart.run import QuickstartOptions, quickstart
+
+    for flag in ("max_eval_instances", "max_train", "max_val", "max_tokens", "num_threads"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
+    model = args.model
+    if args.gguf:
+        path = resolve_model_path(args.gguf)
+        os.environ[GGUF_ENV] = str(path)  # helm-run subprocesses register it at plugin import
+        register_local_model(GGUF_MODEL, str(path))
+        model = GGUF_MODEL
+    options = QuickstartOptions(
+        model=model,
+        scenarios=[s.strip() for s in args.scenarios.split(",") if s.strip()],
+        optimizers=[o.strip() for o in args.optimizers.split(",") if o.strip()],
+        max_eval_instances=args.max_eval_instances,
+        max_train=args.max_train,
+        max_val=args.max_val,
+        max_tokens=args.max_tokens,
+        suite=args.suite,
+        local_path=args.local_path,
+        output_path=args.output_path,
+        agents_dir=args.agents_dir,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        num_threads=args.num_threads,
+    )
+    quickstart(options)
+    return 0
 
 
 def add_report_parser(verbs) -> None:
@@ -112,8 +180,12 @@ def add_optimize_parser(verbs) -> None:
     opt.add_argument("--num-threads", type=int, default=4, help="parallel model calls (default 4)")
     opt.add_argument("--program", choices=["cot", "predict"], help="program shape: ChainOfThought (default) or Predict")
     opt.add_argument(
-        "--auto", choices=["light", "medium", "heavy"], default="light", help="MIPROv2/GEPA budget (default light)"
+        "--auto",
+        choices=["light", "medium", "heavy", "none"],
+        default="light",
+        help="MIPROv2/GEPA budget (default light); MIPROv2 with none uses --num-candidates and --num-trials",
     )
+    opt.add_argument("--num-trials", type=int, help="MIPROv2 trials with --auto none (default 3)")
     opt.add_argument("--max-bootstrapped-demos", type=int, default=3, help="bootstrapped demos per program (default 3)")
     opt.add_argument("--max-labeled-demos", type=int, default=3, help="labeled demos per program (default 3)")
     opt.add_argument(
@@ -148,7 +220,10 @@ def run_optimize(args: argparse.Namespace) -> int:
         seed=args.seed,
         bsize=args.bsize,
         max_steps=args.max_steps,
+        num_trials=args.num_trials,
     )
+    if args.auto == "none" and args.optimizer == "GEPA":
+        raise UserError("GEPA needs --auto light, medium or heavy")
     options = OptimizeOptions(
         scenario=args.scenario,
         model=args.model,

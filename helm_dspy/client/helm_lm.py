@@ -98,6 +98,7 @@ class HelmSession:
         self.local_path = os.path.abspath(local_path)
         if register:  # helm-run has already registered them when a client builds a session
             register_helm_configs(self.local_path)
+            import helm_dspy.plugin  # noqa: F401  (our run specs, expanders and the local deployment)
         self.credentials = load_credentials(self.local_path)  # parsed first: a bad file is one clear error
         with contextlib.redirect_stdout(io.StringIO()):  # HELM prints "Looking in path" to stdout
             self.context = LocalContext(

@@ -27,6 +27,8 @@ class MethodSettings:
     seed: int = 0
     bsize: int = 32
     max_steps: int = 8
+    num_trials: int | None = None
+    """MIPROv2 with auto="none": number of Optuna trials (num_candidates gives the candidate count)."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +105,8 @@ class MIPROv2(Method):
     uses_prompt_model = True
 
     def _n_and_trials(self, val_size: int) -> tuple[int, int, int]:
+        if self.settings.auto == "none":
+            return self.settings.num_candidates or 3, self.settings.num_trials or 3, val_size
         n, cap = AUTO_SIZES[self.settings.auto]
         few_shot = self.settings.max_bootstrapped_demos or self.settings.max_labeled_demos
         trials = int(max(2 * (2 if few_shot else 1) * math.log2(n), 1.5 * n))
@@ -110,18 +114,28 @@ class MIPROv2(Method):
 
     def compile(self, program, trainset, valset, metric, prompt_lm=None):
         seed = self.settings.seed
+        manual = self.settings.auto == "none"
+        n, trials, _ = self._n_and_trials(len(valset))
         optimizer = dspy.MIPROv2(
             metric=metric,
             prompt_model=prompt_lm,
             max_bootstrapped_demos=self.settings.max_bootstrapped_demos,
             max_labeled_demos=self.settings.max_labeled_demos,
-            auto=self.settings.auto,
+            auto=None if manual else self.settings.auto,
+            num_candidates=n if manual else None,
             num_threads=self.settings.num_threads,
             max_errors=10**9,
             seed=seed,  # set here too: DSPy 3.4.1's compile() does `seed or self.seed`, so seed=0 became 9
         )
-        minibatch_size = min(35, len(valset))
-        return optimizer.compile(program, trainset=trainset, valset=valset, seed=seed, minibatch_size=minibatch_size)
+        return optimizer.compile(
+            program,
+            trainset=trainset,
+            valset=valset,
+            seed=seed,
+            num_trials=trials if manual else None,
+            minibatch=len(valset) > 50,
+            minibatch_size=min(35, len(valset)),
+        )
 
     def estimate_runs(self, train_size, val_size):
         n, trials, v = self._n_and_trials(val_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -42,6 +43,8 @@ class OptimizeOptions:
     dry_run: bool = False
     max_lm_calls: int | None = None
     force: bool = False
+    reuse_existing: bool = False
+    """Return an existing agent's manifest instead of optimizing again (quickstart resumes this way)."""
     settings: MethodSettings = field(default_factory=MethodSettings)
 
 
@@ -142,6 +145,8 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     )
     scenario = scenario_key(data.run_spec.name, data.run_spec.scenario_spec)
     agent = agent_path(options.agents_dir, scenario, options.model, options.optimizer)
+    if agent.exists() and options.reuse_existing and manifest_path(agent).exists():
+        return OptimizeResult(agent, json.loads(manifest_path(agent).read_text()))
     if agent.exists() and not options.force and not options.dry_run:
         raise UserError(f"{agent} exists; pass --force to overwrite it")
     train_size, val_size = len(data.train), len(data.valid)

@@ -1,0 +1,56 @@
+"""The ``local/qwen2.5-coder-1.5b-instruct`` HELM deployment (registered at plugin import; loads nothing)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+LOCAL_MODEL = "local/qwen2.5-coder-1.5b-instruct"
+GGUF_MODEL = "local/gguf"
+GGUF_ENV = "HELM_DSPY_GGUF"
+"""Path of another GGUF file, served as deployment ``local/gguf``."""
+CLIENT = "helm_dspy.local.client.LlamaCppClient"
+TOKENIZER = "helm_dspy.local.client.LlamaCppTokenizer"
+
+
+def register_local_model(name: str = LOCAL_MODEL, model_path: str | None = None, n_ctx: int = 8192) -> None:
+    """Register tokenizer, metadata and deployment for a llama.cpp model (the embedded one by default)."""
+    from helm.benchmark import model_deployment_registry as deployments
+    from helm.benchmark import model_metadata_registry as metadata
+    from helm.benchmark import tokenizer_config_registry as tokenizers
+    from helm.benchmark.model_deployment_registry import ClientSpec, ModelDeployment
+    from helm.benchmark.model_metadata_registry import (
+        FULL_FUNCTIONALITY_TEXT_MODEL_TAG,
+        INSTRUCTION_FOLLOWING_MODEL_TAG,
+        TEXT_MODEL_TAG,
+        ModelMetadata,
+    )
+    from helm.benchmark.tokenizer_config_registry import TokenizerConfig, TokenizerSpec
+
+    if name in deployments.DEPLOYMENT_NAME_TO_MODEL_DEPLOYMENT:
+        return
+    args = {"model_path": model_path} if model_path else {}
+    tokenizers.register_tokenizer_config(
+        TokenizerConfig(name=name, tokenizer_spec=TokenizerSpec(class_name=TOKENIZER, args=args), end_of_text_token="")
+    )
+    embedded = model_path is None
+    metadata.register_model_metadata(
+        ModelMetadata(
+            name=name,
+            creator_organization_name="Qwen (local)" if embedded else "local",
+            display_name="Qwen2.5-Coder 1.5B Instruct (Q4_K_M, local)" if embedded else f"{name} (local GGUF)",
+            description="Runs in-process with llama.cpp on CPU, no network: "
+            + ("Qwen2.5-Coder-1.5B-Instruct Q4_K_M (Apache-2.0 upstream)." if embedded else str(model_path)),
+            access="open",
+            release_date=date(2024, 11, 12) if embedded else None,
+            tags=[TEXT_MODEL_TAG, FULL_FUNCTIONALITY_TEXT_MODEL_TAG, INSTRUCTION_FOLLOWING_MODEL_TAG],
+        )
+    )
+    deployments.register_model_deployment(
+        ModelDeployment(
+            name=name,
+            model_name=name,
+            tokenizer_name=name,
+            max_sequence_length=n_ctx,
+            client_spec=ClientSpec(class_name=CLIENT, args={**args, "n_ctx": n_ctx}),
+        )
+    )

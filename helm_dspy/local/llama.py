@@ -1,0 +1,75 @@
+"""One in-process llama.cpp model per GGUF file, shared by the HELM client and tokenizer.
+
+In-process rather than llama.cpp's HTTP server: no port or child process to manage, and HELM's own
+client layer (cache, retries, threads) wraps it; calls are serialized by a lock, since one llama.cpp
+context cannot run two generations at once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+from helm_dspy.errors import UserError
+
+_models: dict[tuple, object] = {}
+_locks: dict[tuple, threading.Lock] = {}
+_registry_lock = threading.Lock()
+KV_BYTES_PER_TOKEN_ESTIMATE = 28 * 1024  # Qwen2.5-1.5B: 28 layers x 2 KV heads x 128 dims x K+V x f16
+HEADROOM_BYTES = 256 << 20
+
+
+def available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_memory(path: Path, n_ctx: int) -> None:
+    """Refuse before loading when the weights plus the KV cache for ``n_ctx`` cannot fit in free memory."""
+    needed = path.stat().st_size + n_ctx * KV_BYTES_PER_TOKEN_ESTIMATE + HEADROOM_BYTES
+    free = available_memory()
+    if free is not None and needed > free:
+        raise UserError(
+            f"context size {n_ctx} needs about {needed / 2**30:.1f} GiB for {path.name}, but only "
+            f"{free / 2**30:.1f} GiB is available; lower n_ctx or free memory"
+        )
+
+
+def _import_llama():
+    try:
+        import llama_cpp
+    except ImportError:
+        raise UserError("llama-cpp-python is not installed; run: pip install 'helm-dspy[local]'") from None
+    return llama_cpp
+
+
+def get_llama(path: Path, n_ctx: int, n_threads: int | None, vocab_only: bool = False):
+    """The shared ``llama_cpp.Llama`` for this file and settings (loaded once) and its call lock."""
+    key = (str(path), n_ctx, n_threads, vocab_only)
+    with _registry_lock:
+        if key not in _models:
+            full = next((k for k in _models if k[0] == str(path) and not k[3]), None)
+            if vocab_only and full is not None:
+                return _models[full], _locks[full]  # a loaded model tokenizes as well
+            llama_cpp = _import_llama()
+            if not vocab_only:
+                check_memory(path, n_ctx)
+            try:
+                _models[key] = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads or os.cpu_count(),
+                    vocab_only=vocab_only,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as error:
+                raise UserError(f"llama.cpp could not load {path} with n_ctx={n_ctx} ({error})") from None
+            _locks[key] = threading.Lock()
+        return _models[key], _locks[key]
