@@ -58,10 +58,12 @@ def add_quickstart_parser(verbs) -> None:
         "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}"
     )
     quick.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated optimize methods")
-    quick.add_argument("--max-eval-instances", type=int, default=10, help="test instances per run (default 10)")
-    quick.add_argument("--max-train", type=int, default=4, help="train examples per optimization (default 4)")
-    quick.add_argument("--max-val", type=int, default=4, help="validation examples per optimization (default 4)")
-    quick.add_argument("--max-tokens", type=int, default=512, help="output cap per DSPy call while optimizing")
+    quick.add_argument("--max-eval-instances", type=int, default=5, help="test instances per run (default 5)")
+    quick.add_argument("--max-train", type=int, default=3, help="train examples per optimization (default 3)")
+    quick.add_argument("--max-val", type=int, default=3, help="validation examples per optimization (default 3)")
+    quick.add_argument(
+        "--max-tokens", type=int, default=384, help="output cap per DSPy call while optimizing (default 384)"
+    )
     quick.add_argument("--suite", default="quickstart", help="helm-run suite name (default quickstart)")
     quick.add_argument("--local-path", default="prod_env", help="HELM prod_env folder (default prod_env)")
     quick.add_argument("--output-path", default="benchmark_output", help="HELM output folder")

@@ -22,6 +22,7 @@ from helm_dspy.local.llama import get_llama
 from helm_dspy.local.weights import resolve_model_path
 
 DEFAULT_N_CTX = 8192
+VOCAB_ONLY_N_CTX = 512  # llama.cpp still builds a (tiny) context for a vocab-only load; 0 fails
 
 
 class LlamaCppClient(CachingClient):
@@ -93,7 +94,7 @@ class LlamaCppClient(CachingClient):
             return RequestResult(
                 success=False, cached=False, error=f"llama.cpp error: {error}", completions=[], embedding=[]
             )
-        llama, _ = get_llama(resolve_model_path(self.model_path), self.n_ctx, self.n_threads, vocab_only=True)
+        llama, _ = get_llama(resolve_model_path(self.model_path), VOCAB_ONLY_N_CTX, None, vocab_only=True)
         completions = [
             GeneratedOutput(
                 text=item["text"],
@@ -128,7 +129,7 @@ class LlamaCppTokenizer(Tokenizer):
         self.model_path = model_path
 
     def _llama(self):
-        return get_llama(resolve_model_path(self.model_path), 0, None, vocab_only=True)[0]
+        return get_llama(resolve_model_path(self.model_path), VOCAB_ONLY_N_CTX, None, vocab_only=True)[0]
 
     def tokenize(self, request: TokenizationRequest) -> TokenizationRequestResult:
         llama = self._llama()

@@ -7,6 +7,7 @@ context cannot run two generations at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -62,14 +63,28 @@ def get_llama(path: Path, n_ctx: int, n_threads: int | None, vocab_only: bool = 
             if not vocab_only:
                 check_memory(path, n_ctx)
             try:
-                _models[key] = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=n_ctx,
-                    n_threads=n_threads or os.cpu_count(),
-                    vocab_only=vocab_only,
-                    verbose=False,
-                )
+                with _quiet_stderr():  # llama.cpp logs context warnings to fd 2 even with verbose=False
+                    _models[key] = llama_cpp.Llama(
+                        model_path=str(path),
+                        n_ctx=n_ctx,
+                        n_threads=n_threads or os.cpu_count(),
+                        vocab_only=vocab_only,
+                        verbose=False,
+                    )
             except (ValueError, RuntimeError) as error:
                 raise UserError(f"llama.cpp could not load {path} with n_ctx={n_ctx} ({error})") from None
             _locks[key] = threading.Lock()
         return _models[key], _locks[key]
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence native writes to file descriptor 2 while llama.cpp loads a model."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

