@@ -117,6 +117,8 @@ def test_optimizer_beats_baseline_and_reruns_from_cache(workspace, optimizer, ex
     assert on_disk["scenario"] == SCENARIO and on_disk["metric"] == "exact_match"
     assert on_disk["split_sizes"] == {"train": 8, "valid": 8, "test": 246}
     assert on_disk["versions"]["helm-dspy"] and on_disk["usage"]["lm_calls"] > 0
+    program = on_disk["optimized_program"]
+    assert program["demos"] >= 1 or program["instructions_changed"]  # what made the scripted model right
     again = run(workspace, optimizer, force=True, **extra)
     assert again.manifest["usage"]["new_lm_calls"] == 0, again.manifest["usage"]
     assert again.manifest["optimized_valid_score"] == manifest["optimized_valid_score"]

@@ -99,7 +99,6 @@ def _constructor_defaults(class_name: str) -> dict:
 def register_derived(base_deployment_name: str, method: str, scenario: str, holdout: dict) -> str:
     """Register (once) the model metadata and the deployment for this run; returns the deployment name."""
     from helm.benchmark import model_deployment_registry as deployments
-    from helm.benchmark import model_metadata_registry as metadata
     from helm.benchmark.model_deployment_registry import ClientSpec, get_model_deployment
 
     base = get_model_deployment(base_deployment_name)
@@ -117,7 +116,6 @@ def register_derived(base_deployment_name: str, method: str, scenario: str, hold
             args={"base_deployment": base.name, "method": method, "scenario": scenario, "holdout": dict(holdout)},
         )
         deployments.register_model_deployment(replace(base, name=name, model_name=model, client_spec=client_spec))
-    _ = metadata  # registered above through register_derived_metadata
     return name
 
 

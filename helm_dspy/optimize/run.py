@@ -213,6 +213,7 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
         "baseline_valid_score": baseline,
         "optimized_valid_score": optimized,
         "unparsable_answers": parse_failures.count,
+        "optimized_program": describe_program(optimized_program),
         "usage": {**usage.as_dict(), "cost_usd": None},
         "estimate": estimate,
         "wall_time_s": round(time.monotonic() - started, 2),
@@ -227,6 +228,13 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     write_json_atomic(agent, state)
     write_json_atomic(manifest_path(agent), manifest)
     return OptimizeResult(agent, manifest)
+
+
+def describe_program(program) -> dict:
+    """What the optimizer changed: demos kept and whether the instruction differs from DSPy's default."""
+    predictor = program.predictors()[0]
+    default = build_program("predict").signature.instructions
+    return {"demos": len(predictor.demos), "instructions_changed": predictor.signature.instructions != default}
 
 
 def summary_table(result: OptimizeResult) -> str:
@@ -246,4 +254,7 @@ def summary_table(result: OptimizeResult) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.append(f"{m['metric']} on {m['split_sizes']['valid']} valid instances; agent: {result.agent_path}")
+    program = m["optimized_program"]
+    if not program["demos"] and not program["instructions_changed"]:
+        lines.append("no candidate beat the zero-shot program on the valid set: the agent is the zero-shot program")
     return "\n".join(lines)
