@@ -36,14 +36,14 @@ class LMBudgetExhausted(LMError):
 
 @dataclass
 class UsageCounter:
-    """LM calls, tokens and cost spent, counted per optimization (thread-safe)."""
+    """LM calls and tokens spent, counted per optimization (thread-safe). HELM's RequestResult carries no
+    price, so cost is not counted here (the manifest says so)."""
 
     calls: int = 0
     cached_calls: int = 0
     failed_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cost: float = 0.0
     max_new_calls: int | None = None
     budget_exhausted: bool = False
     on_call: object = None
@@ -61,14 +61,13 @@ class UsageCounter:
                 self.budget_exhausted = True
                 raise LMBudgetExhausted(f"--max-lm-calls {self.max_new_calls} reached")
 
-    def add(self, cached: bool, success: bool, prompt_tokens: int, completion_tokens: int, cost: float) -> None:
+    def add(self, cached: bool, success: bool, prompt_tokens: int, completion_tokens: int) -> None:
         with self._lock:
             self.calls += 1
             self.cached_calls += int(cached)
             self.failed_calls += int(not success)
             self.prompt_tokens += prompt_tokens
             self.completion_tokens += completion_tokens
-            self.cost += cost
         if callable(self.on_call):
             self.on_call()
 
@@ -80,7 +79,6 @@ class UsageCounter:
             "failed_lm_calls": self.failed_calls,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
-            "cost_usd": round(self.cost, 6),
         }
 
 
@@ -196,7 +194,7 @@ class HelmEngine:
         text = result.completions[0].text if result.success and result.completions else ""
         prompt_tokens = self._prompt_tokens(helm_request)
         completion_tokens = self._completion_tokens(result, text)
-        self.usage.add(result.cached, result.success, prompt_tokens or 0, completion_tokens or 0, 0.0)
+        self.usage.add(result.cached, result.success, prompt_tokens or 0, completion_tokens or 0)
         if not result.success:
             raise LMError(f"HELM request to {self.deployment_name} failed: {result.error}")
         return Response(

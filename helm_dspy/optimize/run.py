@@ -214,7 +214,7 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
         "optimized_valid_score": optimized,
         "unparsable_answers": parse_failures.count,
         "optimized_program": describe_program(optimized_program),
-        "usage": {**usage.as_dict(), "cost_usd": None},
+        "usage": {**usage.as_dict(), "cost_usd": None, "cost_note": "HELM clients report no price"},
         "estimate": estimate,
         "wall_time_s": round(time.monotonic() - started, 2),
         "versions": {"crfm-helm": version("crfm-helm"), "dspy": dspy.__version__, "helm-dspy": __version__},

@@ -7,8 +7,6 @@ a seeded holdout, a valid split carved when upstream has none, and the leakage g
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from helm.benchmark.scenarios.scenario import TEST_SPLIT, TRAIN_SPLIT, VALID_SPLIT, Instance
 
 from helm_dspy.data import mirror
@@ -99,8 +97,3 @@ class OptimizableScenario:
         if dropped_train or dropped_valid:
             sources["dropped"] = f"{dropped_train} train and {dropped_valid} valid repeat a test input"
         return Splits(train, valid, test, sources)
-
-
-def strip_ids(instances: list[Instance]) -> list[Instance]:
-    """Forget ids so ``with_ids`` renumbers (ids from another split would collide)."""
-    return [replace(instance, id=None) for instance in instances]
