@@ -96,7 +96,7 @@ def quickstart(options: QuickstartOptions, out=print) -> dict:
             check_method(optimizer)
         except UserError as error:
             raise UserError(str(error).replace("dspy=", "optimizer ")) from None
-    os.environ.setdefault("HELM_DSPY_AGENTS", options.agents_dir)
+    os.environ["HELM_DSPY_AGENTS"] = options.agents_dir  # helm-run subprocesses read the agents we write
     Path(options.output_path).mkdir(parents=True, exist_ok=True)
     log = Path(options.output_path) / f"quickstart-{options.suite}.log"
     entries = {scenario: quickstart_entry(scenario) for scenario in options.scenarios}
