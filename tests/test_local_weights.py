@@ -83,3 +83,18 @@ def test_too_little_memory_for_context(tmp_path, monkeypatch):
 
 def test_embedded_model_constants():
     assert weights.QWEN_CODER_1_5B.size == 1_117_320_768 and weights.QWEN_CODER_1_5B.parts == 22
+
+
+def test_schema_found_in_a_checkout_and_when_installed(tmp_path, monkeypatch):
+    from helm_dspy.quickstart import run
+
+    assert run.schema_path() == run.REPO_CONFIGS / "schema_helm_dspy.yaml"
+    installed = tmp_path / "share" / "helm-dspy" / "schema_helm_dspy.yaml"
+    installed.parent.mkdir(parents=True)
+    installed.write_text("metrics: []\n")
+    monkeypatch.setattr(run, "REPO_CONFIGS", tmp_path / "no-checkout")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert run.schema_path() == installed
+    installed.unlink()
+    with pytest.raises(UserError, match="not found"):
+        run.schema_path()

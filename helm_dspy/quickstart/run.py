@@ -156,11 +156,9 @@ def _with_model(entry: str, model: str) -> str:
 
 
 def schema_path() -> Path:
-    """The summarize schema shipped in configs/ (beside the package in a checkout, or installed with it)."""
-    for candidate in (
-        REPO_CONFIGS / "schema_helm_dspy.yaml",
-        Path(__file__).resolve().parent / "schema_helm_dspy.yaml",
-    ):
+    """configs/schema_helm_dspy.yaml: beside the package in a checkout, else installed under share/helm-dspy."""
+    installed = Path(sys.prefix) / "share" / "helm-dspy" / "schema_helm_dspy.yaml"
+    for candidate in (REPO_CONFIGS / "schema_helm_dspy.yaml", installed):
         if candidate.is_file():
             return candidate
     raise UserError("configs/schema_helm_dspy.yaml not found; reinstall helm-dspy")
