@@ -58,15 +58,19 @@ class OptimizableScenario:
         return None
 
     # --- shared rules ---------------------------------------------------------------------
+    def _test_instances(self, output_path: str) -> list[Instance]:
+        """HELM's test instances with stable ids (``id{i}`` as HELM numbers them when none is set)."""
+        return with_ids(relabel(self.load_test(output_path), TEST_SPLIT), "id")
+
     def get_instances(self, output_path: str) -> list[Instance]:
-        test = with_ids(relabel(self.load_test(output_path), TEST_SPLIT), "id")
+        test = self._test_instances(output_path)
         if self.holdout is None:
             return test
         return carve_holdout(test, self.holdout, self.holdout_seed, self.valid_fraction)[2]
 
     def get_splits(self, output_path: str) -> Splits:
         """Train/valid for optimizing and the evaluated test set, guaranteed disjoint."""
-        test = with_ids(relabel(self.load_test(output_path), TEST_SPLIT), "id")
+        test = self._test_instances(output_path)
         if self.holdout is not None:
             train, valid, test = carve_holdout(test, self.holdout, self.holdout_seed, self.valid_fraction)
             source = f"seeded holdout of the test file (holdout={self.holdout}, seed={self.holdout_seed})"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from helm.benchmark.scenarios.scenario import TEST_SPLIT, TRAIN_SPLIT, Instance, Scenario, ScenarioSpec, create_scenario
+from helm.benchmark.scenarios.scenario import TRAIN_SPLIT, Instance, Scenario, ScenarioSpec, create_scenario
 
 from helm_dspy.scenarios.base import OptimizableScenario
-from helm_dspy.scenarios.splits import relabel, with_ids
 
 
 class HoldoutScenario(OptimizableScenario, Scenario):
@@ -29,8 +28,7 @@ class HoldoutScenario(OptimizableScenario, Scenario):
         self._cached: list[Instance] | None = None
 
     def load_test(self, output_path: str) -> list[Instance]:
-        instances = [i for i in self._inner_instances(output_path) if i.split != TRAIN_SPLIT]
-        return with_ids(relabel(instances, TEST_SPLIT), "id")
+        return [i for i in self._inner_instances(output_path) if i.split != TRAIN_SPLIT]  # base relabels and ids
 
     def load_train(self, output_path: str) -> list[Instance] | None:
         return [i for i in self._inner_instances(output_path) if i.split == TRAIN_SPLIT] or None
