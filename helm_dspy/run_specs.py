@@ -40,8 +40,15 @@ HELM_RUN_SPEC_FUNCTIONS: dict[str, Callable[..., RunSpec]] = {
 }
 
 
-def _on_our_classes(helm_function: Callable[..., RunSpec], scenario_class: str) -> Callable[..., RunSpec]:
+def _on_our_classes(name: str, helm_function: Callable[..., RunSpec], scenario_class: str) -> Callable[..., RunSpec]:
     def run_spec_function(**kwargs) -> RunSpec:
+        from helm_dspy.data.check import require_test_files
+        from helm_dspy.errors import UserError
+
+        try:
+            require_test_files(name)
+        except UserError as error:  # SystemExit: helm-run prints the line, no traceback, nothing run
+            raise SystemExit(f"helm-dspy: error: {error}") from None
         run_spec = helm_function(**kwargs)
         metric_specs = [
             MetricSpec(class_name=METRIC_SWAPS.get(spec.class_name, spec.class_name), args=spec.args)
@@ -57,7 +64,7 @@ def _on_our_classes(helm_function: Callable[..., RunSpec], scenario_class: str) 
 
 # HELM has no API to override a registered name (the decorator raises on duplicates): set the entry.
 for _name, _function in HELM_RUN_SPEC_FUNCTIONS.items():
-    helm_run_spec._REGISTERED_RUN_SPEC_FUNCTIONS[_name] = _on_our_classes(_function, SCENARIO_CLASSES[_name])
+    helm_run_spec._REGISTERED_RUN_SPEC_FUNCTIONS[_name] = _on_our_classes(_name, _function, SCENARIO_CLASSES[_name])
 
 
 def with_scenario_args(scenario_spec: ScenarioSpec, **updates) -> ScenarioSpec:

@@ -66,11 +66,15 @@ def test_csv_missing_column_is_named(mirror_dir, tmp_path):
     rows[0] = ["answer_letter" if column == "answer_idx" else column for column in rows[0]]
     with open(bad / "medbullets_op5.csv", "w", encoding="utf-8", newline="") as target:
         csv.writer(target).writerows(rows)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
     result = run_command(
-        ["helm-dspy", "data", "check", "--data-dir", str(tmp_path / "mirror"), "--scenario", "medbullets"], cwd=tmp_path
+        ["helm-dspy", "data", "check", "--data-dir", str(tmp_path / "mirror"), "--scenario", "medbullets"], cwd=workdir
     )
     assert result.returncode == 1
     assert "malformed" in result.stdout and "lacks required column 'answer_idx'" in result.stdout
+    assert "needed file(s) missing or malformed" in _one_line_error(result)
+    assert _files(workdir) == []
 
 
 @pytest.mark.parametrize(
@@ -118,3 +122,37 @@ def test_same_test_instances_as_helm(use_mirror, tmp_path, ours, helms, mirror_f
         (i.input, i.references, i.split) for i in our_instances
     ]
     assert [i.id for i in our_instances] == [f"id{n}" for n in range(len(helm_instances))]  # HELM's numbering
+
+
+def _written_files(folder: Path) -> list[str]:
+    """Files (not folders: helm-run itself creates an empty benchmark_output/ before it reads run entries)."""
+    return [name for name in _files(folder) if (folder / name).is_file()]
+
+
+def test_helm_run_with_missing_mirror_file_stops_in_one_line(mirror_dir, tmp_path):
+    partial = tmp_path / "mirror"
+    shutil.copytree(mirror_dir / "medbullets", partial / "medbullets")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    args = ["helm-run", "--run-entries", "medec:model=simple/model1", "--max-eval-instances", "1", "--suite", "m"]
+    result = run_command(args, cwd=workdir, env={"HELM_DSPY_DATA_DIR": str(partial)})
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("helm-dspy: error: medec: missing mirror file") and "upstream: https://" in last
+    assert "Traceback" not in result.stderr
+    assert _written_files(workdir) == []
+
+
+def test_helm_run_with_missing_column_stops_in_one_line(mirror_dir, tmp_path):
+    bad = tmp_path / "mirror" / "medbullets"
+    bad.mkdir(parents=True)
+    header, *rows = (mirror_dir / "medbullets" / "medbullets_op5.csv").read_text(encoding="utf-8").splitlines(True)
+    (bad / "medbullets_op5.csv").write_text(header.replace("answer_idx", "answer_letter") + "".join(rows))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    args = ["helm-run", "--run-entries", "medbullets:model=simple/model1", "--max-eval-instances", "1", "--suite", "m"]
+    result = run_command(args, cwd=workdir, env={"HELM_DSPY_DATA_DIR": str(tmp_path / "mirror")})
+    assert result.returncode != 0
+    assert "lacks required column 'answer_idx'" in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert _written_files(workdir) == []

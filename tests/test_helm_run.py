@@ -114,9 +114,27 @@ def test_cache_instances_reload_with_str_ids(mirror_dir, tmp_path):
     assert second.returncode == 0, second.stderr[-2000:]
 
 
+def test_importing_the_package_registers_without_the_entry_point(tmp_path):
+    """``--plugins helm_dspy`` must work on its own (a checkout on PYTHONPATH has no entry point), cheaply."""
+    script = """
+import sys
+from helm.benchmark.run import import_user_plugins
+from helm.benchmark.run_expander import RUN_EXPANDERS
+from helm.benchmark.run_spec import _REGISTERED_RUN_SPEC_FUNCTIONS as functions
+import helm.benchmark.run_specs.medhelm_run_specs
+before = functions["medec"].__module__
+import_user_plugins(["helm_dspy"])
+heavy = [name for name in ("dspy", "llama_cpp", "torch", "litellm", "datasets") if name in sys.modules]
+print(before, functions["medec"].__module__, "dspy" in RUN_EXPANDERS, heavy)
+"""
+    result = run_command(["python", "-c", script], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["helm.benchmark.run_specs.medhelm_run_specs", "helm_dspy.run_specs", "True", "[]"]
+
+
 def test_plugins_flag_also_works(mirror_dir, tmp_path):
     result = run_command(
-        ["helm-run", "--plugins", "helm_dspy.plugin", "--run-entries", "medec:model=simple/model1"]
+        ["helm-run", "--plugins", "helm_dspy", "--run-entries", "medec:model=simple/model1"]
         + ["--max-eval-instances", "1", "--suite", "p"],
         cwd=tmp_path,
         env={"HELM_DSPY_DATA_DIR": str(mirror_dir)},

@@ -72,6 +72,21 @@ def mirror_entries() -> dict[str, tuple[type, list[MirrorEntry]]]:
     }
 
 
+def require_test_files(scenario: str) -> None:
+    """Fail fast (one UserError) when the mirror lacks a scenario's test file or one of its columns.
+
+    ``helm-run`` calls this while building run specs, so the error is one line before any run starts,
+    not a traceback from inside HELM's runner.
+    """
+    if mirror.data_dir() is None or scenario not in mirror_entries():
+        return
+    for entry in mirror_entries()[scenario][1]:
+        if entry.needed and entry.split.startswith("test"):
+            path = mirror.locate(entry.source)
+            if entry.source.required_columns:
+                mirror.check_csv_columns(entry.source, path)
+
+
 def check_mirror(scenarios: list[str] | None = None) -> list[CheckRow]:
     """Load every mirrored split through the scenario classes; never raises for bad data."""
     root = mirror.data_dir()

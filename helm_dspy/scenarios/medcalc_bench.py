@@ -11,6 +11,7 @@ from pathlib import Path
 
 from helm.benchmark.scenarios.medcalc_bench_scenario import MedCalcBenchScenario
 from helm.benchmark.scenarios.scenario import TEST_SPLIT, TRAIN_SPLIT, Instance
+from helm.common.general import ensure_file_downloaded
 
 from helm_dspy.data import mirror
 from helm_dspy.data.mirror import SourceFile
@@ -59,10 +60,17 @@ class MedCalcBenchDSPyScenario(OptimizableScenario, MedCalcBenchScenario):
 
     def load_one_shot(self, output_path: str) -> list[Instance]:
         """The authors' 55 one-shot demos as train instances (question and category from the test file)."""
-        if mirror.data_dir() is None:
-            raise UserError(f"{SCENARIO}: one_shot=true needs the mirror ({ONE_SHOT_FILE.url})")
-        by_calculator = {row["Calculator ID"]: row for row in self._mirror_rows(TEST_FILE)}
-        demos = json.loads(mirror.locate(ONE_SHOT_FILE).read_text(encoding="utf-8"))
+        if mirror.data_dir() is None:  # online: the authors' file (HELM's cached download) and the HF test rows
+            from datasets import load_dataset
+
+            demos_path = Path(output_path) / ONE_SHOT_FILE.relative_path
+            ensure_file_downloaded(source_url=ONE_SHOT_FILE.url, target_path=str(demos_path), unpack=False)
+            test_rows = list(load_dataset(f"ncbi/MedCalc-Bench-{self.version or 'v1.0'}", split="test"))
+        else:
+            demos_path = mirror.locate(ONE_SHOT_FILE)
+            test_rows = self._mirror_rows(TEST_FILE)
+        by_calculator = {str(row["Calculator ID"]): row for row in test_rows}
+        demos = json.loads(demos_path.read_text(encoding="utf-8"))
         rows = [one_shot_row(calc_id, demo, by_calculator[calc_id]) for calc_id, demo in demos.items()]
         return [replace(instance, id=f"train{instance.id}") for instance in self.process_csv(rows, TRAIN_SPLIT)]
 

@@ -6,6 +6,7 @@ import os
 
 from helm.benchmark.scenarios.medec_scenario import MedecScenario
 from helm.benchmark.scenarios.scenario import TEST_SPLIT, TRAIN_SPLIT, VALID_SPLIT, Instance
+from helm.common.hierarchical_logger import hlog
 
 from helm_dspy.data import mirror
 from helm_dspy.data.mirror import SourceFile
@@ -40,7 +41,13 @@ class MedecDSPyScenario(OptimizableScenario, MedecScenario):
         root = mirror.data_dir()
         if root is None:
             os.makedirs(output_path, exist_ok=True)
-            path = self.download_csv(source.url, output_path, cache_name)  # HELM's cached download
+            try:
+                path = self.download_csv(source.url, output_path, cache_name)  # HELM's cached download
+            except Exception as error:  # the training CSV is optional: use it only "when reachable"
+                if required:
+                    raise
+                hlog(f"{SCENARIO}: {source.url} not reachable ({error}); optimizing from the validation CSV")
+                return None
         elif required or source.mirror_path(root).is_file():
             path = str(mirror.locate(source))
         else:
