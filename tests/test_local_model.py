@@ -106,3 +106,10 @@ def test_missing_gguf_is_one_line(tmp_path):
         "pass the path of a .gguf model file"
     )
     assert not any(Path(tmp_path).iterdir())
+
+
+def test_bad_context_flag_is_one_line(tmp_path):
+    result = run_command(["helm-dspy", "quickstart", "--n-ctx", "0"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "helm-dspy: error: --n-ctx must be at least 1"
+    assert not any(Path(tmp_path).iterdir())

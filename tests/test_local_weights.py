@@ -98,3 +98,32 @@ def test_schema_found_in_a_checkout_and_when_installed(tmp_path, monkeypatch):
     installed.unlink()
     with pytest.raises(UserError, match="not found"):
         run.schema_path()
+
+
+def test_context_size_and_threads_are_configurable(monkeypatch):
+    from helm.benchmark.model_deployment_registry import ALL_MODEL_DEPLOYMENTS, get_model_deployment
+
+    from helm_dspy.local.deployment import register_local_model
+
+    name = "local/test-settings"
+    monkeypatch.setenv("HELM_DSPY_N_CTX", "4096")
+    monkeypatch.setenv("HELM_DSPY_N_THREADS", "1")
+    register_local_model(name, "/models/other.gguf")
+    deployment = get_model_deployment(name)
+    assert deployment.max_sequence_length == 4096
+    assert deployment.client_spec.args == {"model_path": "/models/other.gguf", "n_ctx": 4096, "n_threads": 1}
+    monkeypatch.setenv("HELM_DSPY_N_CTX", "2048")
+    register_local_model(name, "/models/other.gguf")  # registered already: unchanged without replace
+    assert get_model_deployment(name).max_sequence_length == 4096
+    register_local_model(name, "/models/other.gguf", replace=True)
+    assert get_model_deployment(name).max_sequence_length == 2048
+    assert [d.max_sequence_length for d in ALL_MODEL_DEPLOYMENTS if d.name == name] == [2048]
+
+
+@pytest.mark.parametrize("value", ["0", "big", "-3"])
+def test_bad_context_setting_is_one_line(monkeypatch, value):
+    from helm_dspy.local.deployment import local_settings
+
+    monkeypatch.setenv("HELM_DSPY_N_CTX", value)
+    with pytest.raises(SystemExit, match=f"HELM_DSPY_N_CTX='{value}' is not a positive integer"):
+        local_settings()

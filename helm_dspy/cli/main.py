@@ -54,6 +54,10 @@ def add_quickstart_parser(verbs) -> None:
     )
     quick.add_argument("--model", default=LOCAL_MODEL, help=f"HELM deployment to use (default {LOCAL_MODEL})")
     quick.add_argument("--gguf", metavar="PATH", help="use this GGUF file instead (served as local/gguf)")
+    quick.add_argument("--n-ctx", type=int, help="context size of the local model (default 8192; env HELM_DSPY_N_CTX)")
+    quick.add_argument(
+        "--n-threads", type=int, help="llama.cpp threads (default: all usable CPUs; env HELM_DSPY_N_THREADS)"
+    )
     quick.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}"
     )
@@ -77,13 +81,24 @@ def add_quickstart_parser(verbs) -> None:
 def run_quickstart(args: argparse.Namespace) -> int:
     import os
 
-    from helm_dspy.local.deployment import GGUF_ENV, GGUF_MODEL, register_local_model
+    from helm_dspy.local.deployment import (
+        GGUF_ENV,
+        GGUF_MODEL,
+        LOCAL_MODEL,
+        N_CTX_ENV,
+        N_THREADS_ENV,
+        register_local_model,
+    )
     from helm_dspy.local.weights import resolve_model_path
     from helm_dspy.quickstart.run import QuickstartOptions, quickstart
 
-    for flag in ("max_eval_instances", "max_train", "max_val", "max_tokens", "num_threads"):
-        if getattr(args, flag) < 1:
+    for flag in ("max_eval_instances", "max_train", "max_val", "max_tokens", "num_threads", "n_ctx", "n_threads"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
+    for flag, env in (("n_ctx", N_CTX_ENV), ("n_threads", N_THREADS_ENV)):
+        if getattr(args, flag) is not None:
+            os.environ[env] = str(getattr(args, flag))  # helm-run subprocesses read it at plugin import
+            register_local_model(LOCAL_MODEL, replace=True)
     model = args.model
     if args.gguf:
         path = resolve_model_path(args.gguf)

@@ -18,10 +18,10 @@ from helm.proxy.retry import NonRetriableException
 from helm.tokenizers.tokenizer import Tokenizer
 
 from helm_dspy.errors import UserError
+from helm_dspy.local.deployment import DEFAULT_N_CTX
 from helm_dspy.local.llama import get_llama
 from helm_dspy.local.weights import resolve_model_path
 
-DEFAULT_N_CTX = 8192
 VOCAB_ONLY_N_CTX = 512  # llama.cpp still builds a (tiny) context for a vocab-only load; 0 fails
 
 

@@ -21,6 +21,14 @@ KV_BYTES_PER_TOKEN_ESTIMATE = 28 * 1024  # Qwen2.5-1.5B: 28 layers x 2 KV heads 
 HEADROOM_BYTES = 256 << 20
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (a container's limit, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def available_memory() -> int | None:
     try:
         with open("/proc/meminfo") as meminfo:
@@ -67,7 +75,7 @@ def get_llama(path: Path, n_ctx: int, n_threads: int | None, vocab_only: bool = 
                     _models[key] = llama_cpp.Llama(
                         model_path=str(path),
                         n_ctx=n_ctx,
-                        n_threads=n_threads or os.cpu_count(),
+                        n_threads=n_threads or usable_cpus(),
                         vocab_only=vocab_only,
                         verbose=False,
                     )
