@@ -106,28 +106,33 @@ def quickstart(options: QuickstartOptions, out=print) -> dict:
         f"methods {', '.join(options.optimizers)}; {options.max_eval_instances} test instances each; log {log}"
     )
 
-    manifests = {}
-    with tqdm(total=len(steps), desc="1/4 optimize", unit="agent") as bar:
-        for scenario, optimizer in steps:
-            bar.set_postfix_str(f"{scenario} {optimizer}")
-            result = _optimize_once(options, entries[scenario], optimizer)
-            manifests[(scenario, optimizer)] = result
-            bar.update(1)
-
     run_entries = []
     for scenario in options.scenarios:
         base = f"{_with_model(entries[scenario], options.model)}"
         run_entries.append(base)
         run_entries += [f"{base},dspy={optimizer}" for optimizer in options.optimizers]
+    # The whole job's bar (its ETA is the remaining-time estimate); each phase has its own bar below it.
+    overall = tqdm(total=len(steps) + len(run_entries) + 2, desc="quickstart", unit="step", position=0)
+
+    manifests = {}
+    with tqdm(total=len(steps), desc="1/4 optimize", unit="agent", position=1, leave=False) as bar:
+        for scenario, optimizer in steps:
+            bar.set_postfix_str(f"{scenario} {optimizer}")
+            result = _optimize_once(options, entries[scenario], optimizer)
+            manifests[(scenario, optimizer)] = result
+            bar.update(1)
+            overall.update(1)
+
     common = ["--max-eval-instances", str(options.max_eval_instances), "--suite", options.suite]
     common += ["--local-path", options.local_path, "--output-path", options.output_path, "--skip-completed-runs"]
-    with tqdm(total=len(run_entries), desc="2/4 helm-run", unit="run") as bar:
+    with tqdm(total=len(run_entries), desc="2/4 helm-run", unit="run", position=1, leave=False) as bar:
         for entry in run_entries:
             bar.set_postfix_str(entry[:60])
             _run([_bin("helm-run"), "--run-entries", entry, *common, "-n", str(options.num_threads)], log)
             bar.update(1)
+            overall.update(1)
 
-    with tqdm(total=1, desc="3/4 helm-summarize", unit="step") as bar:
+    with tqdm(total=1, desc="3/4 helm-summarize", unit="step", position=1, leave=False) as bar:
         _run(
             [
                 _bin("helm-summarize"), "--suite", options.suite, "--output-path", options.output_path,
@@ -137,12 +142,15 @@ def quickstart(options: QuickstartOptions, out=print) -> dict:
             log,
         )  # fmt: skip
         bar.update(1)
+        overall.update(1)
 
     from helm_dspy.report.report import format_table, report
 
-    with tqdm(total=1, desc="4/4 report", unit="step") as bar:
+    with tqdm(total=1, desc="4/4 report", unit="step", position=1, leave=False) as bar:
         rows, paths = report(options.suite, options.output_path)
         bar.update(1)
+        overall.update(1)
+    overall.close()
     out(format_table(rows))
     minutes = (time.monotonic() - started) / 60
     out(f"done in {minutes:.1f} min. Report: {paths['csv']}, {paths['json']}, {paths['png']}")
