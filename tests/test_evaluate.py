@@ -187,6 +187,15 @@ def test_seed_agent_runs_through_dspy_entry(workspace):
     report = helm(workspace, "helm-dspy", "report", "--suite", "seed")
     assert report.returncode == 2 and "no baseline run for medbullets:holdout=0.2" in report.stderr
     assert len(report.stderr.strip().splitlines()) == 1
+    assert not list((workspace / "benchmark_output" / "runs" / "seed").glob("helm_dspy_report*"))
+
+
+def test_report_on_a_missing_suite_is_one_line(tmp_path):
+    result = run_command(["helm-dspy", "report", "--suite", "nope", "-o", str(tmp_path / "out")], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("helm-dspy: error: suite 'nope' does not exist")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
 
 
 def test_missing_agent_prints_the_optimize_command(workspace):
