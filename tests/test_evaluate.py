@@ -334,3 +334,41 @@ def test_leaderboard_in_headless_chromium(workspace, summarized):
     assert cells["scripted/oracle — DSPy BootstrapFewShot+RandomSearch"][0] == "1"
     assert cells["scripted/oracle"][0] == "0" and cells["scripted/oracle — DSPy zero-shot CoT"][0] == "0"
     assert (artifacts / "leaderboard_medbullets.png").stat().st_size > 10_000
+
+
+def test_client_keeps_system_messages_honours_temperature_and_is_thread_safe(workspace, monkeypatch):
+    """DSPyAgentClient directly: 16 concurrent requests (helm-run -n 16) each get their own gold answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helm.common.cache import SqliteCacheConfig
+    from helm.common.request import Request
+
+    from helm_dspy.client.agent_client import DSPyAgentClient
+
+    monkeypatch.setenv("HELM_DSPY_AGENTS", str(workspace / "agents"))
+    cache = SqliteCacheConfig(str(workspace / "prod_env" / "cache" / "direct.sqlite"))
+    client = DSPyAgentClient(
+        cache, "scripted/oracle", "BootstrapFewShotWithRandomSearch", "medbullets", {"holdout": "0.2"}
+    )
+    gold = list(json.loads((workspace / "answers.json").read_text()).items())[:16]
+    model = "scripted/oracle-helmdspy-bfrs"
+
+    def ask(item):
+        inputs, answer = item
+        request = Request(model=model, model_deployment=model, prompt=inputs, temperature=0.0, max_tokens=512)
+        return client.make_request(request).completions[0].text, answer
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(ask, gold))
+    assert len(answers) == 16 and all(text == answer for text, answer in answers)
+
+    system = "You are a careful examiner. SYSTEM-MARKER-7"
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": gold[0][0]}]
+    result = client.make_request(
+        Request(model=model, model_deployment=model, messages=messages, temperature=0.35, max_tokens=512)
+    )
+    assert result.success and result.completions[0].finish_reason["dspy_lm_calls"] == 1
+    with sqlite3.connect(workspace / "prod_env" / "cache" / "scripted.sqlite") as connection:
+        keys = [json.loads(row[0]) for row in connection.execute("select key from unnamed")]
+    sent = [key for key in keys if any(system in m["content"] for m in key.get("messages", []))]
+    assert len(sent) == 1 and sent[0]["temperature"] == 0.35
