@@ -133,6 +133,7 @@ class DSPyRunExpander(RunExpander):
         scenario = scenario_key(run_spec.name, run_spec.scenario_spec)
         args = run_spec.scenario_spec.args
         holdout = {key: args[key] for key in ("holdout", "holdout_seed") if args.get(key) is not None}
+        check_agent(scenario, base_deployment, self.method, holdout)
         deployment = register_derived(base_deployment, self.method, scenario, holdout)
         adapter_spec = replace(
             adapter_spec_for_dspy(run_spec.adapter_spec),  # letter pattern: DSPy answers are more than 1 token
@@ -150,6 +151,27 @@ class DSPyRunExpander(RunExpander):
                 metric_specs=list(run_spec.metric_specs) + [usage_metric],
             )
         ]
+
+
+def check_agent(scenario: str, base_deployment: str, method: str, holdout: dict) -> None:
+    """Load the run's agent before anything runs, so a missing or bad agent is one line, not HELM tracebacks."""
+    from helm_dspy.client.agent_client import load_agent
+    from helm_dspy.errors import UserError
+
+    try:
+        load_agent(scenario, base_deployment, method, holdout, helm_run_local_path())
+    except UserError as error:  # SystemExit: helm-run prints the line, no traceback, nothing run
+        raise SystemExit(f"helm-dspy: error: {error}") from None
+
+
+def helm_run_local_path() -> str:
+    """``helm-run --local-path`` (HELM does not pass it to run expanders), for the command a message prints."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--local-path", default="prod_env")
+    return parser.parse_known_args(sys.argv[1:])[0].local_path
 
 
 RUN_EXPANDERS[HoldoutRunExpander.name] = HoldoutRunExpander

@@ -198,31 +198,53 @@ def test_report_on_a_missing_suite_is_one_line(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_missing_agent_prints_the_optimize_command(workspace):
-    result = helm_run(workspace, "missing", f"{ENTRY},dspy=GEPA", instances=2)
+def _error_line(result) -> str:
+    """helm-run stopped before any run: non-zero exit, no traceback, the last stderr line is ours."""
     assert result.returncode != 0
-    assert (
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("helm-dspy: error: ")
+    return last
+
+
+def test_missing_agent_prints_the_optimize_command(workspace):
+    result = helm_run(workspace, "missing", ENTRY, f"{ENTRY},dspy=GEPA", instances=2)
+    assert _error_line(result).endswith(
         "create it with: helm-dspy optimize --scenario medbullets:holdout=0.2 --model scripted/oracle --optimizer GEPA"
-        in result.stdout + result.stderr
     )
+    assert not (workspace / "benchmark_output" / "runs" / "missing").exists()  # not even the baseline ran
 
 
-def test_malformed_agent_stops_the_run(workspace):
-    bad = workspace / "agents" / "medbullets" / "scripted" / "oracle" / "SIMBA.json"
-    bad.write_text("{not json")
-    result = helm_run(workspace, "malformed", f"{ENTRY},dspy=SIMBA", instances=2)
-    assert result.returncode != 0 and "is not readable JSON" in result.stdout + result.stderr
-    predict_state = workspace / "agents" / "medbullets" / "scripted" / "oracle" / "zeroshot-cot.json"
+def test_malformed_or_foreign_agent_stops_the_run(workspace):
+    import dspy
+
+    agents = workspace / "agents" / "medbullets" / "scripted" / "oracle"
+    (agents / "SIMBA.json").write_text("{not json")
+    assert "is not readable JSON" in _error_line(helm_run(workspace, "malformed", f"{ENTRY},dspy=SIMBA", instances=2))
+    predict_state = agents / "zeroshot-cot.json"
     predict_state.write_text(json.dumps({"traces": [], "train": [], "demos": [], "signature": {}, "lm": None}))
     result = helm_run(workspace, "shape", f"{ENTRY},dspy=zeroshot-cot", instances=2)
-    assert result.returncode != 0 and "saved for program shape 'predict', not 'cot'" in result.stdout + result.stderr
+    assert "saved for program shape 'predict', not 'cot'" in _error_line(result)
     predict_state.unlink()
+    foreign = agents / "GEPA.json"  # a ChainOfThought of another signature: DSPy would load it silently
+    foreign.write_text(json.dumps(dspy.ChainOfThought("question, context -> answer").dump_state(), default=str))
+    result = helm_run(workspace, "foreign", f"{ENTRY},dspy=GEPA", instances=2)
+    assert "saved for fields ['question', 'context', 'reasoning', 'answer']" in _error_line(result)
+    foreign.unlink()
 
 
 def test_unknown_method_is_one_line(workspace):
     result = helm_run(workspace, "bad", f"{ENTRY},dspy=Adam", instances=1)
-    assert result.returncode != 0
-    assert "helm-dspy: error: dspy=Adam names no method" in result.stderr and "Traceback" not in result.stderr
+    assert "helm-dspy: error: dspy=Adam names no method" in _error_line(result)
+
+
+def test_unparsable_answer_scores_zero_and_is_counted(workspace):
+    write_deployment(workspace / "prod_env", "scripted/garbage", workspace / "answers.json", mode="garbage")
+    entry = "medbullets:model=scripted/garbage,holdout=0.2,dspy=zeroshot-cot"
+    result = helm_run(workspace, "garbage", entry, instances=3)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = run_stats(workspace, "garbage", entry.replace("scripted/garbage", "scripted_garbage"))
+    assert stats["dspy_parse_failures"] == 1.0 and stats["exact_match"] == 0.0
 
 
 def test_agent_from_pinned_url(workspace, tmp_path, monkeypatch):
@@ -252,7 +274,7 @@ def test_agent_from_pinned_url(workspace, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("conf", ["medhelm_dspy_grid.conf", "medhelm_dspy_grid_offline.conf"])
-def test_grid_conf_builds_every_run(workspace, conf):
+def test_grid_conf_builds_every_run(workspace, conf, monkeypatch):
     """Every entry of the shipped grid parses with HELM's conf reader and builds a run spec."""
     from helm.benchmark.presentation.run_entry import read_run_entries
     from helm.benchmark.run_spec_factory import construct_run_specs
@@ -261,6 +283,12 @@ def test_grid_conf_builds_every_run(workspace, conf):
     from helm_dspy.client.helm_lm import HelmSession
 
     HelmSession(str(workspace / "prod_env"))
+    agents = workspace / "grid-agents"
+    for scenario in ("medcalc_bench", "medec", "head_qa", "medbullets"):
+        for method in ("BootstrapFewShotWithRandomSearch", "MIPROv2", "GEPA"):  # run specs check their agents
+            (agents / scenario / "scripted" / "oracle").mkdir(parents=True, exist_ok=True)
+            shutil.copy(SEED_AGENT, agents / scenario / "scripted" / "oracle" / f"{method}.json")
+    monkeypatch.setenv("HELM_DSPY_AGENTS", str(agents))
     text = (REPO_ROOT / "run_specs" / conf).read_text().replace("MODEL", "scripted/oracle")
     path = workspace / conf
     path.write_text(text)

@@ -33,3 +33,15 @@ def test_scenario_of_strips_model_and_method_only():
     assert scenario_of("medbullets:model=a_b,holdout=0.2,dspy=MIPROv2") == "medbullets:holdout=0.2"
     assert scenario_of("head_qa:language=en,category=None,model=x") == "head_qa:language=en,category=None"
     assert scenario_of("medec:model=x") == "medec"
+
+
+def test_runs_sharing_no_instance_are_a_clear_error():
+    import pytest
+
+    from helm_dspy.errors import UserError
+    from helm_dspy.report.report import Run, compare
+
+    base = Run("medec:model=m", "medec", "m", "baseline", "exact_match", {"id1": 1.0, "id2": 0.0})
+    method = Run("medec:model=m,dspy=MIPROv2", "medec", "m", "MIPROv2", "exact_match", {"id3": 1.0})
+    with pytest.raises(UserError, match="shares no instance with its baseline medec:model=m"):
+        compare([base, method])

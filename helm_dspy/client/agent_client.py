@@ -49,26 +49,9 @@ class DSPyAgentClient(Client):
 
     def _load_agent(self) -> dspy.Module:
         try:
-            path = resolve_agent(self.scenario, self.base_deployment, self.method)
-            if path is not None:
-                return load_program(path, ZERO_SHOT_METHODS.get(self.method))
+            return load_agent(self.scenario, self.base_deployment, self.method, self.holdout, self.local_path)
         except UserError as error:
             raise NonRetriableException(str(error)) from None
-        if self.method in ZERO_SHOT_METHODS:
-            return build_program(ZERO_SHOT_METHODS[self.method])  # nothing to optimize: the plain program
-        raise NonRetriableException(self._missing_agent_message())
-
-    def _missing_agent_message(self) -> str:
-        source = agents_source()
-        where = source if is_url(source) else str(os.path.join(source, self.scenario, self.base_deployment))
-        holdout = ",".join(f"{key}={value}" for key, value in self.holdout.items())
-        entry = f"{self.scenario}{(',' if ':' in self.scenario else ':') + holdout if holdout else ''}"
-        agents_dir = "" if is_url(source) or source == "agents" else f" --agents-dir {source}"
-        return (
-            f"no {self.method} agent for {self.scenario} on {self.base_deployment} in {where}; create it with: "
-            f"helm-dspy optimize --scenario {entry} --model {self.base_deployment} --optimizer {self.method}"
-            f" --local-path {self.local_path}{agents_dir}"
-        )
 
     def _session(self) -> HelmSession:
         with self._sessions_lock:
@@ -109,6 +92,28 @@ class DSPyAgentClient(Client):
             completions=[GeneratedOutput(text=text, logprob=0.0, tokens=tokens, finish_reason=details)],
             embedding=[],
         )
+
+
+def load_agent(scenario: str, base_deployment: str, method: str, holdout: dict, local_path: str) -> dspy.Module:
+    """The saved program of one ``dspy=`` run; a UserError when it is missing, malformed or of another shape.
+
+    The ``dspy=`` run expander calls this before helm-run starts (one error line), the client when it serves.
+    """
+    path = resolve_agent(scenario, base_deployment, method)
+    if path is not None:
+        return load_program(path, ZERO_SHOT_METHODS.get(method))
+    if method in ZERO_SHOT_METHODS:
+        return build_program(ZERO_SHOT_METHODS[method])  # nothing to optimize: the plain program
+    source = agents_source()
+    where = source if is_url(source) else str(os.path.join(source, scenario, base_deployment))
+    holdout_args = ",".join(f"{key}={value}" for key, value in holdout.items())
+    entry = f"{scenario}{(',' if ':' in scenario else ':') + holdout_args if holdout_args else ''}"
+    agents_dir = "" if is_url(source) or source == "agents" else f" --agents-dir {source}"
+    local = "" if os.path.abspath(local_path) == os.path.abspath("prod_env") else f" --local-path {local_path}"
+    raise UserError(
+        f"no {method} agent for {scenario} on {base_deployment} in {where}; create it with: "
+        f"helm-dspy optimize --scenario {entry} --model {base_deployment} --optimizer {method}{local}{agents_dir}"
+    )
 
 
 def request_text(request: Request) -> str:

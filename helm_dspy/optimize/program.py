@@ -33,6 +33,24 @@ def shape_of_state(state: dict) -> str:
     raise UserError("agent JSON holds neither a ChainOfThought nor a Predict state (no 'predict' or 'demos' key)")
 
 
+FIELD_NAMES = {"predict": ["inputs", "output"], "cot": ["inputs", "reasoning", "output"]}
+"""Field names (from their saved prefixes, e.g. "Inputs:") of ``inputs -> output`` in each shape."""
+
+
+def check_signature(state: dict, shape: str, path: Path) -> None:
+    """Refuse an agent saved for another signature: DSPy's load_state would zip its fields onto ours silently."""
+    signature = (state["predict"] if shape == "cot" else state).get("signature") or {}
+    fields = signature.get("fields")
+    if fields is None:
+        return  # no saved fields: instructions and demos only
+    names = [str(field.get("prefix", "")).split(":")[0].strip().lower() for field in fields]
+    if names != FIELD_NAMES[shape]:
+        raise UserError(
+            f"agent {path} was saved for fields {names}, not {FIELD_NAMES[shape]} ({SIGNATURE!r}); "
+            "optimize an agent for this program with helm-dspy optimize"
+        )
+
+
 def load_program(path: str | os.PathLike, shape: str | None = None) -> dspy.Module:
     """Load an agent saved as DSPy JSON state (never a pickle) into a fresh program of its shape."""
     path = Path(path)
@@ -45,6 +63,7 @@ def load_program(path: str | os.PathLike, shape: str | None = None) -> dspy.Modu
     detected = shape_of_state(state)
     if shape is not None and shape != detected:
         raise UserError(f"agent {path} was saved for program shape {detected!r}, not {shape!r}")
+    check_signature(state, detected, path)
     program = build_program(detected)
     try:
         program.load_state(state)

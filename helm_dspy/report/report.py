@@ -110,6 +110,11 @@ def compare(runs: list[Run], seed: int = 0) -> list[ReportRow]:
                 f"no baseline run for {run.scenario} on {run.model} (method {run.method}); "
                 f"add {run.scenario}{',' if ':' in run.scenario else ':'}model={run.model} to the suite"
             )
+        if not set(base.scores) & set(run.scores):
+            raise UserError(
+                f"{run.name} shares no instance with its baseline {base.name}; run both with the same "
+                "--max-eval-instances and holdout= so they are paired"
+            )
         paired = paired_bootstrap(base.scores, run.scores, seed)
         low, high = bootstrap_ci({i: run.scores[i] for i in set(run.scores) & set(base.scores)}, seed)
         rows.append(
@@ -161,9 +166,9 @@ def write_outputs(rows: list[ReportRow], suite_dir: Path) -> dict[str, Path]:
 
     records = [{**{k: v for k, v in asdict(r).items() if k != "usage"}, **r.usage} for r in rows]
     paths = {ext: suite_dir / f"helm_dspy_report.{ext}" for ext in ("csv", "json", "png")}
+    _atomic(paths["png"], lambda p: plot(rows, p))  # first: the step most likely to fail leaves no CSV/JSON
     _atomic(paths["csv"], lambda p: pd.DataFrame(records).to_csv(p, index=False))
     _atomic(paths["json"], lambda p: Path(p).write_text(json.dumps(records, indent=2) + "\n"))
-    _atomic(paths["png"], lambda p: plot(rows, p))
     return paths
 
 
