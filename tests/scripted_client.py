@@ -290,3 +290,24 @@ def parse_names(text: str | None) -> list[str]:
     except ValueError:
         return []
     return [str(n) for n in names] if isinstance(names, list) else []
+
+
+class KeyedScriptedClient(ScriptedClient):
+    """A ScriptedClient that takes an ``api_key``, so HELM hands it the key from credentials.conf."""
+
+    def __init__(self, cache_config: CacheConfig, answers_path: str, api_key: str, mode: str = "oracle"):
+        super().__init__(cache_config, answers_path, mode)
+        self.api_key = api_key
+
+
+OUTAGE = "scripted outage: 503 Service Unavailable"
+
+
+class FailingClient(CachingClient):
+    """A deployment whose every call fails (a server that is down), without HELM's retry waits."""
+
+    def __init__(self, cache_config: CacheConfig):
+        super().__init__(cache_config=cache_config)
+
+    def make_request(self, request: Request) -> RequestResult:
+        raise NonRetriableException(OUTAGE)

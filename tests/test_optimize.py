@@ -62,6 +62,7 @@ def workspace(mirror_dir, tmp_path_factory):
         write_deployment(prod_env, name, answers, mode)
     write_deployment(prod_env, "keyless/gpt-test", answers, client="helm.clients.openai_client.OpenAIClient")
     write_deployment(prod_env, "scripted/tokenized", answers, tokenizer="simple/tokenizer1")
+    write_deployment(prod_env, "scripted/outage", answers, client="scripted_client.FailingClient")
     session = HelmSession(str(prod_env))
     data = prepare(SCENARIO, "scripted/oracle", session, str(root / "benchmark_output"))
     gold = {" ".join(e["inputs"].split()): e["output"] for e in data.train + data.valid}
@@ -117,6 +118,13 @@ def test_optimizer_beats_baseline_and_reruns_from_cache(workspace, optimizer, ex
     assert on_disk["scenario"] == SCENARIO and on_disk["metric"] == "exact_match"
     assert on_disk["split_sizes"] == {"train": 8, "valid": 8, "test": 246}
     assert on_disk["versions"]["helm-dspy"] and on_disk["usage"]["lm_calls"] > 0
+    assert set(on_disk["versions"]) == {"crfm-helm", "dspy", "helm-dspy"}
+    assert (on_disk["optimizer"], on_disk["seed"], on_disk["prompt_model"]) == (optimizer, 1, "scripted/oracle")
+    assert {"prompt_tokens", "completion_tokens", "new_lm_calls", "cached_lm_calls", "cost_usd"} <= set(
+        on_disk["usage"]
+    )
+    assert on_disk["wall_time_s"] > 0 and on_disk["created"].endswith("+00:00")
+    assert len(on_disk["train_ids_sha256"]) == len(on_disk["valid_ids_sha256"]) == 64
     program = on_disk["optimized_program"]
     assert program["demos"] >= 1 or program["instructions_changed"]  # what made the scripted model right
     again = run(workspace, optimizer, force=True, **extra)
@@ -131,6 +139,27 @@ def test_zero_shot_baselines_save_the_plain_program(workspace, optimizer):
     state = json.loads(result.agent_path.read_text())
     assert ("predict" in state) == (optimizer == "zeroshot-cot")
     assert result.manifest["program"] == optimizer.split("-")[1]
+    assert result.manifest["optimizer"] == optimizer and result.manifest["usage"]["lm_calls"] == 8  # the valid set
+    again = run(workspace, optimizer, force=True)
+    assert (
+        again.manifest["usage"]["new_lm_calls"] == 0 and again.agent_path.read_text() == result.agent_path.read_text()
+    )
+
+
+def test_mipro_seed_zero_stays_zero(workspace, monkeypatch):
+    """DSPy 3.4.1's MIPROv2.compile does ``seed or self.seed``, so seed=0 silently became 9."""
+    from dspy.teleprompt import MIPROv2
+
+    seeds = []
+    original = MIPROv2._set_random_seeds
+
+    def spy(self, seed):
+        seeds.append(seed)
+        return original(self, seed)
+
+    monkeypatch.setattr(MIPROv2, "_set_random_seeds", spy)
+    result = run(workspace, "MIPROv2", force=True, seed=0)
+    assert seeds == [0] and result.manifest["seed"] == 0
 
 
 @pytest.mark.parametrize(
@@ -176,6 +205,7 @@ def test_budget_stops_cleanly_and_writes_nothing(workspace):
     "overrides,message",
     [
         ({"model": "scripted/garbage"}, "never returned a parsable answer"),
+        ({"model": "scripted/outage"}, "every call to scripted/outage failed .*first error: .*503 Service Unavailable"),
         ({"model": "keyless/gpt-test"}, "needs an API key"),
         ({"model": "nobody/none"}, "unknown model deployment"),
         ({"scenario": "no_such_benchmark"}, "unknown scenario"),
@@ -203,20 +233,30 @@ def test_cli_runs_writes_agent_and_never_leaks_keys(workspace, tmp_path):
     secret = "sk-secret-never-written-123"
     prod_env = tmp_path / "prod_env"
     prod_env.mkdir()
-    (prod_env / "model_deployments.yaml").write_text((workspace / "prod_env" / "model_deployments.yaml").read_text())
-    (prod_env / "credentials.conf").write_text(f'scriptedApiKey: "{secret}"\n')
-    args = ["helm-dspy", "optimize", "--scenario", SCENARIO, "--model", "scripted/oracle"]
+    deployments = yaml.safe_load((workspace / "prod_env" / "model_deployments.yaml").read_text())
+    keyed = {
+        "class_name": "scripted_client.KeyedScriptedClient",
+        "args": {"answers_path": str(workspace / "answers.json")},
+    }
+    deployments["model_deployments"].append(
+        {"name": "scripted/keyed", "model_name": "scripted/keyed", "client_spec": keyed}
+    )
+    (prod_env / "model_deployments.yaml").write_text(yaml.safe_dump(deployments))
+    args = ["helm-dspy", "optimize", "--scenario", SCENARIO, "--model", "scripted/keyed"]
     args += ["--optimizer", "BootstrapFewShotWithRandomSearch", "--num-candidates", "2", "--max-train", "6"]
     args += ["--max-val", "6", "--local-path", str(prod_env), "--agents-dir", str(tmp_path / "agents")]
     env = {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
     env["HELM_DSPY_DATA_DIR"] = os.environ["HELM_DSPY_DATA_DIR"]
+    keyless = run_command(args, cwd=tmp_path, env=env)  # the client takes a key: none configured is an error
+    assert keyless.returncode == 2 and "needs an API key: add scriptedApiKey" in keyless.stderr
+    (prod_env / "credentials.conf").write_text(f'scriptedApiKey: "{secret}"\n')
     result = run_command(args, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "BootstrapFewShotWithRandomSearch" in result.stdout and "valid score" in result.stdout
     written = list((tmp_path / "agents").rglob("*.json"))
     assert len(written) == 2
-    for path in written + list(tmp_path.rglob("*.log")):
-        assert secret not in path.read_text()
+    for path in written + list(tmp_path.rglob("*.log")) + list((prod_env / "cache").glob("*.sqlite")):
+        assert secret.encode() not in path.read_bytes(), path
     assert secret not in result.stdout + result.stderr
     again = run_command(args, cwd=tmp_path, env=env)
     assert again.returncode == 2 and again.stderr.strip().count("\n") == 0 and "--force" in again.stderr
@@ -271,3 +311,9 @@ def test_any_helm_run_spec_can_be_optimized(workspace, entry, train_valid):
     result = run(workspace, "BootstrapFewShotWithRandomSearch", True, scenario=entry, num_candidates=2)
     assert result.manifest["optimized_valid_score"] > result.manifest["baseline_valid_score"]
     assert result.agent_path.parts[-4] == "simple_mcqa"  # agents/simple_mcqa/scripted/oracle/...json
+
+
+def test_dry_run_needs_no_api_key(workspace, tmp_path):
+    result = run(workspace, "MIPROv2", model="keyless/gpt-test", dry_run=True, agents_dir=str(tmp_path / "agents"))
+    assert result.agent_path is None and result.manifest["estimate"]["total_lm_calls"] > 0
+    assert not (tmp_path / "agents").exists()

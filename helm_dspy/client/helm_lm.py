@@ -46,6 +46,8 @@ class UsageCounter:
     completion_tokens: int = 0
     max_new_calls: int | None = None
     budget_exhausted: bool = False
+    first_error: str | None = None
+    """HELM's error text of the first failed call (quoted when every call fails)."""
     on_call: object = None
     """Called after each call (e.g. to move a progress bar)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -61,11 +63,15 @@ class UsageCounter:
                 self.budget_exhausted = True
                 raise LMBudgetExhausted(f"--max-lm-calls {self.max_new_calls} reached")
 
-    def add(self, cached: bool, success: bool, prompt_tokens: int, completion_tokens: int) -> None:
+    def add(
+        self, cached: bool, success: bool, prompt_tokens: int, completion_tokens: int, error: str | None = None
+    ) -> None:
         with self._lock:
             self.calls += 1
             self.cached_calls += int(cached)
             self.failed_calls += int(not success)
+            if not success and self.first_error is None:
+                self.first_error = error or "no error text"
             self.prompt_tokens += prompt_tokens
             self.completion_tokens += completion_tokens
         if callable(self.on_call):
@@ -104,6 +110,14 @@ class HelmSession:
             )
         self.client = self.context.client  # HELM's AutoClient: credentials, request cache, retries
         self.tokenizer_service = TokenizerService(self.context)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of credentials.conf and *_API_KEY variables masked (errors may echo keys)."""
+        secrets = [str(value) for value in self.credentials.values() if isinstance(value, str)]
+        secrets += [value for name, value in os.environ.items() if name.endswith("_API_KEY")]
+        for secret in sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
 
     def deployment(self, name: str):
         from helm.benchmark.model_deployment_registry import ALL_MODEL_DEPLOYMENTS, get_model_deployment
@@ -190,13 +204,19 @@ class HelmEngine:
             helm_request = HelmRequest(messages=messages, **common)
         else:
             helm_request = HelmRequest(prompt="\n\n".join(m["content"] for m in messages), **common)
-        result = self.session.client.make_request(helm_request)
+        try:
+            result = self.session.client.make_request(helm_request)
+        except Exception as error:  # a client that raises (after HELM's retries): a failed call, counted
+            message = self.session.redact(f"{type(error).__name__}: {error}")
+            self.usage.add(False, False, 0, 0, message)
+            raise LMError(f"HELM request to {self.deployment_name} failed: {message}") from None
         text = result.completions[0].text if result.success and result.completions else ""
         prompt_tokens = self._prompt_tokens(helm_request)
         completion_tokens = self._completion_tokens(result, text)
-        self.usage.add(result.cached, result.success, prompt_tokens or 0, completion_tokens or 0)
+        error = None if result.success else self.session.redact(str(result.error))
+        self.usage.add(result.cached, result.success, prompt_tokens or 0, completion_tokens or 0, error)
         if not result.success:
-            raise LMError(f"HELM request to {self.deployment_name} failed: {result.error}")
+            raise LMError(f"HELM request to {self.deployment_name} failed: {error}")
         return Response(
             id=None,
             model=request.model,

@@ -106,7 +106,17 @@ def render(run_spec: RunSpec, instances: list[Instance], session: HelmSession) -
 
     adapter = AdapterFactory.get_adapter(run_spec.adapter_spec, session.tokenizer_service)
     as_eval = [replace(instance, split=TEST_SPLIT) for instance in instances]  # HELM adapts eval splits only
-    states = adapter.adapt(as_eval, parallelism=1)
+    try:
+        states = adapter.adapt(as_eval, parallelism=1)
+    except UserError:
+        raise
+    except Exception as error:  # e.g. a tokenizer HELM must download (tiktoken, HF) on an offline machine
+        model = run_spec.adapter_spec.model_deployment or run_spec.adapter_spec.model
+        message = session.redact(" ".join(f"{type(error).__name__}: {error}".split()))[:300]
+        raise UserError(
+            f"HELM's adapter could not render prompts for {model} ({message}); if its tokenizer needs a download, "
+            "run once online or pick a deployment whose tokenizer is local"
+        ) from None
     by_id = {}
     for state in states:
         by_id.setdefault(state.instance.id, state)  # one request per instance for generation/joint MC

@@ -133,7 +133,9 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     session = HelmSession(options.local_path)
     prompt_model = options.prompt_model or options.model
     for deployment in {options.model, prompt_model}:
-        check_credentials(session, deployment)
+        session.deployment(deployment)  # unknown deployment: one error line, also for --dry-run
+        if not options.dry_run:  # a dry run spends nothing, so it needs no key
+            check_credentials(session, deployment)
     data = prepare(
         entry,
         options.model,
@@ -147,7 +149,7 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     agent = agent_path(options.agents_dir, scenario, options.model, options.optimizer)
     if agent.exists() and options.reuse_existing and manifest_path(agent).exists():
         return OptimizeResult(agent, json.loads(manifest_path(agent).read_text()))
-    if agent.exists() and not options.force and not options.dry_run:
+    if agent.exists() and not (options.force or options.dry_run or options.reuse_existing):  # resume: no manifest
         raise UserError(f"{agent} exists; pass --force to overwrite it")
     train_size, val_size = len(data.train), len(data.valid)
     runs = method.estimate_runs(train_size, val_size)
@@ -176,6 +178,11 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     try:
         with dspy.context(lm=task_lm, callbacks=[parse_failures], adapter=dspy.ChatAdapter()):
             baseline = evaluate(build_program(shape), data.valid, metric, settings.num_threads)
+            if usage.calls and usage.failed_calls == usage.calls and not usage.budget_exhausted:
+                raise UserError(
+                    f"every call to {options.model} failed ({usage.failed_calls} of {usage.calls}); "
+                    f"first error: {' '.join(str(usage.first_error).split())[:300]}"
+                )
             if parse_failures.count >= val_size and not usage.budget_exhausted:
                 raise UserError(
                     f"{options.model} never returned a parsable answer ({parse_failures.count} of {val_size} "
