@@ -6,8 +6,12 @@ and swap only the scenario and metric classes), so ``medcalc_bench:model=...`` i
 
 from __future__ import annotations
 
+import math
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import replace
+from typing import NoReturn
 
 import helm.benchmark.run_specs.medhelm_run_specs as helm_medhelm  # registers HELM's originals first
 from helm.benchmark import run_spec as helm_run_spec
@@ -42,6 +46,7 @@ HELM_RUN_SPEC_FUNCTIONS: dict[str, Callable[..., RunSpec]] = {
 
 def _on_our_classes(name: str, helm_function: Callable[..., RunSpec], scenario_class: str) -> Callable[..., RunSpec]:
     def run_spec_function(**kwargs) -> RunSpec:
+        from helm_dspy.data import mirror
         from helm_dspy.data.check import require_test_files
         from helm_dspy.errors import UserError
 
@@ -55,6 +60,8 @@ def _on_our_classes(name: str, helm_function: Callable[..., RunSpec], scenario_c
             for spec in run_spec.metric_specs
         ]
         scenario_spec = ScenarioSpec(class_name=scenario_class, args=dict(run_spec.scenario_spec.args))
+        if mirror.data_dir() is None:  # download now: a failure is one line before HELM makes any run folder
+            count_test_instances(scenario_spec)
         return replace(run_spec, scenario_spec=scenario_spec, metric_specs=metric_specs)
 
     run_spec_function.__name__ = helm_function.__name__
@@ -75,15 +82,98 @@ def with_scenario_args(scenario_spec: ScenarioSpec, **updates) -> ScenarioSpec:
     return ScenarioSpec(class_name=HOLDOUT_SCENARIO, args={"scenario": inner, **updates})
 
 
+ERROR_PREFIX = "helm-dspy: error: "
+NO_HOLDOUT = ("", "none", "0")
+"""Values the scenario classes read as "no holdout"."""
+_TEST_COUNTS: dict[str, int] = {}
+
+
+def stop(message: str) -> NoReturn:
+    """helm-run prints a SystemExit's text as one line and exits before any run folder exists: no traceback."""
+    raise SystemExit(f"{ERROR_PREFIX}{message}")
+
+
+def count_test_instances(scenario_spec: ScenarioSpec) -> int | None:
+    """Test instances before any holdout, loaded through the scenario class (HELM's cache, or the mirror).
+
+    A download or mirror failure of our scenarios stops here as one line; another scenario that fails to load
+    returns None and fails inside its run as HELM would have it.
+    """
+    from helm.benchmark.runner import get_benchmark_output_path
+    from helm.benchmark.scenarios.scenario import create_scenario, get_scenario_cache_path
+
+    from helm_dspy.data import mirror
+    from helm_dspy.errors import UserError
+
+    spec = with_scenario_args(scenario_spec, holdout=None)
+    output_path = get_benchmark_output_path()
+    key = repr((spec.class_name, sorted(spec.args.items(), key=str), output_path, mirror.data_dir()))
+    if key not in _TEST_COUNTS:
+        try:
+            scenario = create_scenario(spec)
+            if mirror.data_dir() is None or spec.class_name == HOLDOUT_SCENARIO:  # downloads cache there
+                cache_path = get_scenario_cache_path(output_path, scenario.name)
+            else:  # read from the mirror: no cache folder to make
+                cache_path = os.path.join(output_path, "scenarios", scenario.name)
+            _TEST_COUNTS[key] = len(scenario.load_test(cache_path))
+        except UserError as error:
+            stop(str(error))
+        except Exception:
+            if spec.class_name != HOLDOUT_SCENARIO:
+                raise
+            return None
+    return _TEST_COUNTS[key]
+
+
 class HoldoutRunExpander(RunExpander):
-    """``holdout=N`` or ``holdout=0.2``: evaluate without a seeded holdout kept for optimizing."""
+    """``holdout=N`` or ``holdout=0.2``: evaluate without a seeded holdout kept for optimizing.
+
+    The value is checked here, before any run starts: inside HELM's runner a bad one is a RunnerError
+    traceback and an empty run folder.
+    """
 
     name = "holdout"
 
     def __init__(self, value: str):
-        self.value = str(value)
+        self.value = str(value).strip()
+        self.check_syntax()
+
+    def check_syntax(self) -> None:
+        """What needs no data: a number, and a fraction between 0 and 1 (a count needs the test size)."""
+        if self.value.lower() in NO_HOLDOUT:
+            return
+        try:
+            finite = math.isfinite(float(self.value))
+        except ValueError:
+            finite = True  # not a number: holdout_count says so
+        if not finite:
+            stop(f"holdout={self.value!r} is neither a count nor a fraction; use e.g. holdout=50 or 0.2")
+        if not self.value.lstrip("+-").isdigit():  # text or a fraction: checked without the test size
+            self.check_count(sys.maxsize)
+
+    def check_count(self, total: int) -> None:
+        """``holdout_count``'s own message for a value that does not fit ``total`` test instances."""
+        from helm_dspy.errors import UserError
+        from helm_dspy.scenarios.splits import holdout_count
+
+        try:
+            holdout_count(self.value, total)
+        except UserError as error:
+            message = str(error)
+            if "; use " not in message:
+                counts = f"a count from 2 to {total - 1} or " if total < sys.maxsize else "a count or "
+                message += f"; use {counts}a fraction between 0 and 1 (e.g. holdout=0.2)"
+            stop(message)
+
+    def check_for(self, run_spec: RunSpec) -> None:
+        if self.value.lower() in NO_HOLDOUT:
+            return
+        total = count_test_instances(run_spec.scenario_spec)
+        if total is not None:
+            self.check_count(total)
 
     def expand(self, run_spec: RunSpec) -> list[RunSpec]:
+        self.check_for(run_spec)
         separator = "," if ":" in run_spec.name else ":"
         return [
             replace(
@@ -98,6 +188,13 @@ class HoldoutSeedRunExpander(HoldoutRunExpander):
     """``holdout_seed=N``: the seed of the holdout (default 42)."""
 
     name = "holdout_seed"
+
+    def check_syntax(self) -> None:
+        if not self.value.lstrip("+-").isdigit():
+            stop(f"holdout_seed={self.value!r} is not an integer; use e.g. holdout_seed=7")
+
+    def check_for(self, run_spec: RunSpec) -> None:
+        pass  # any integer seeds a holdout
 
 
 class DSPyRunExpander(RunExpander):
@@ -125,11 +222,10 @@ class DSPyRunExpander(RunExpander):
         from helm_dspy.optimize.objective import adapter_spec_for_dspy
 
         model = run_spec.adapter_spec.model
-        base_deployment = run_spec.adapter_spec.model_deployment or (
-            model and get_default_model_deployment_for_model(model)
-        )
-        if not base_deployment:
+        if not model and not run_spec.adapter_spec.model_deployment:
             raise SystemExit(f"helm-dspy: error: in {run_spec.name}, put dspy={self.method} after model=")
+        base_deployment = run_spec.adapter_spec.model_deployment or get_default_model_deployment_for_model(model)
+        check_deployment(run_spec, base_deployment or model)
         scenario = scenario_key(run_spec.name, run_spec.scenario_spec)
         args = run_spec.scenario_spec.args
         holdout = {key: args[key] for key in ("holdout", "holdout_seed") if args.get(key) is not None}
@@ -153,25 +249,41 @@ class DSPyRunExpander(RunExpander):
         ]
 
 
-def check_agent(scenario: str, base_deployment: str, method: str, holdout: dict) -> None:
-    """Load the run's agent before anything runs, so a missing or bad agent is one line, not HELM tracebacks."""
-    from helm_dspy.client.agent_client import load_agent
-    from helm_dspy.errors import UserError
+def check_deployment(run_spec: RunSpec, name: str) -> None:
+    """An unknown base model or deployment is one line naming where deployments are declared."""
+    from helm.benchmark.model_deployment_registry import ModelDeploymentNotFoundError, get_model_deployment
 
     try:
-        load_agent(scenario, base_deployment, method, holdout, helm_run_local_path())
+        get_model_deployment(name)
+    except ModelDeploymentNotFoundError:
+        stop(
+            f"in {run_spec.name}: HELM knows no model deployment {name!r}; declare it in "
+            f"{os.path.join(helm_run_local_path(), 'model_deployments.yaml')} (helm-run --local-path) "
+            "or use a built-in one"
+        )
+
+
+def check_agent(scenario: str, base_deployment: str, method: str, holdout: dict) -> None:
+    """Before anything runs: the agent loads and the base deployment has its API key (one line, not tracebacks)."""
+    from helm.benchmark.model_deployment_registry import get_model_deployment
+
+    from helm_dspy.client.agent_client import load_agent
+    from helm_dspy.client.helm_lm import load_credentials, require_api_key
+    from helm_dspy.errors import UserError
+
+    local_path = helm_run_local_path()
+    try:
+        load_agent(scenario, base_deployment, method, holdout, local_path)
+        require_api_key(load_credentials(local_path), get_model_deployment(base_deployment), local_path)
     except UserError as error:  # SystemExit: helm-run prints the line, no traceback, nothing run
         raise SystemExit(f"helm-dspy: error: {error}") from None
 
 
 def helm_run_local_path() -> str:
     """``helm-run --local-path`` (HELM does not pass it to run expanders), for the command a message prints."""
-    import argparse
-    import sys
+    from helm_dspy import helm_run_args
 
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--local-path", default="prod_env")
-    return parser.parse_known_args(sys.argv[1:])[0].local_path
+    return helm_run_args.local_path()
 
 
 RUN_EXPANDERS[HoldoutRunExpander.name] = HoldoutRunExpander

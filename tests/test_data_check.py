@@ -54,7 +54,7 @@ def test_missing_needed_file(mirror_dir, tmp_path):
     assert result.returncode == 1
     medec_row = next(line for line in result.stdout.splitlines() if line.startswith("medec") and " test " in line)
     assert "missing (upstream: https://raw.githubusercontent.com/abachaa/MEDEC/" in medec_row
-    assert "needed file(s) missing or malformed" in _one_line_error(result)
+    assert _one_line_error(result).startswith("helm-dspy: error: data check failed")
     assert _files(workdir) == []
 
 
@@ -73,7 +73,7 @@ def test_csv_missing_column_is_named(mirror_dir, tmp_path):
     )
     assert result.returncode == 1
     assert "malformed" in result.stdout and "lacks required column 'answer_idx'" in result.stdout
-    assert "needed file(s) missing or malformed" in _one_line_error(result)
+    assert _one_line_error(result).startswith("helm-dspy: error: data check failed")
     assert _files(workdir) == []
 
 

@@ -170,6 +170,8 @@ def test_report_paired_ci_and_plot(workspace, suite):
     assert (bfrs["n"], bfrs["baseline"], bfrs["score"], bfrs["difference"]) == (8, 0.0, 1.0, 1.0)
     assert bfrs["ci_low"] == bfrs["ci_high"] == 1.0
     assert bfrs["dspy_lm_calls"] == 8
+    assert bfrs["agent_demos"] > 0 and bfrs["role"] == "method" and bfrs["unchanged_zero_shot"] is False
+    assert rows["zeroshot-cot"]["role"] == "control" and "control (zero-shot, not optimized)" in result.stdout
     assert (folder / "helm_dspy_report.csv").read_text().startswith("scenario,model,method")
     with Image.open(folder / "helm_dspy_report.png") as image:
         image.verify()

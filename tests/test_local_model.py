@@ -1,7 +1,8 @@
 """The real embedded model (Qwen2.5-Coder-1.5B via llama.cpp, CPU), not a script, on the real mirror data.
 
 A tiny budget: two test instances per scenario and one method, through helm-dspy quickstart (optimize,
-helm-run baseline and method, helm-summarize, report), then a rerun that must resume from the cache.
+helm-run baseline, zero-shot CoT control and method, helm-summarize, report), then a rerun that must resume
+from the cache.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def test_quickstart_tiny_budget_all_four_scenarios(local_model_available, mirror
     rows = json.loads((folder / "helm_dspy_report.json").read_text())
     scenarios = {row["scenario"].split(":")[0] for row in rows}
     assert scenarios == {"medcalc_bench", "medec", "head_qa", "medbullets"}
-    assert {row["method"] for row in rows} == {"baseline", "BootstrapFewShotWithRandomSearch"}
+    assert {row["method"] for row in rows} == {"baseline", "zeroshot-cot", "BootstrapFewShotWithRandomSearch"}
+    assert {row["role"] for row in rows if row["method"] == "zeroshot-cot"} == {"control"}  # run, never optimized
     for row in rows:
         assert row["n"] == 2 and 0.0 <= row["score"] <= 1.0
         if row["method"] != "baseline":

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from pathlib import Path
 
 from helm_dspy import __version__
 from helm_dspy.errors import UserError
+from helm_dspy.secrets import install_log_redaction, redact
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,10 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = data_verbs.add_parser(
         "check",
         help="list each scenario's splits in the mirror: source file, instance count, status",
-        description="Load every mirrored split through the scenario classes and report it. Exits 1 when a "
-        "needed file is missing or any file is malformed.",
+        description="Verify every mirror file against the upstream version HELM 0.5.16 evaluates (sha256 and row "
+        "count), load each split through the scenario classes and report it. Exits 1 when a needed file is "
+        "missing or any file is malformed or not the upstream version.",
     )
     add_data_dir_flag(check)
+    check.add_argument(
+        "--allow-modified-data",
+        action="store_true",
+        help="accept mirror files that differ from upstream (shown as 'modified'); same as "
+        "HELM_DSPY_ALLOW_MODIFIED_DATA=1, which the other commands read",
+    )
     check.add_argument(
         "--scenario",
         action="append",
@@ -38,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_optimize_parser(verbs)
     add_report_parser(verbs)
     add_quickstart_parser(verbs)
+    for verb in [check, *(p for name, p in verbs.choices.items() if name != "data")]:
+        verb.add_argument(
+            "-v",
+            "--verbose",
+            action="store_true",
+            help=f"print HELM's log (retries, provider errors, tracebacks; secrets masked) to stderr instead of "
+            f"the log file (${LOG_ENV}, default ~/.cache/helm_dspy/helm-dspy.log)",
+        )
     return parser
 
 
@@ -278,11 +297,13 @@ def run_data_check(args: argparse.Namespace) -> int:
     from helm_dspy.data import check, mirror
 
     mirror.set_data_dir(args.data_dir)
+    if args.allow_modified_data:
+        os.environ[mirror.ALLOW_MODIFIED_ENV] = "1"
     rows = check.check_mirror(args.scenario)
     print(check.format_rows(rows))
     failed = [row for row in rows if row.failed]
     if failed:
-        print(f"data check failed: {len(failed)} needed file(s) missing or malformed", file=sys.stderr)
+        print(f"helm-dspy: error: {check.failure_message(failed)}", file=sys.stderr)
         return 1
     return 0
 
@@ -292,14 +313,12 @@ def quiet_offline_noise() -> None:
     evaluation at INFO and every failed example at ERROR. Keep stderr for our own messages."""
     import functools
     import io
-    import logging
 
     import dspy  # noqa: F401  (configures its loggers on import; adjust them after)
     import nltk
 
     logging.getLogger("dspy").setLevel(logging.WARNING)
     logging.getLogger("dspy.utils.parallelizer").setLevel(logging.CRITICAL)  # we count parse failures ourselves
-    logging.getLogger("helm").setLevel(logging.ERROR)  # e.g. "Could not find model metadata" per local deployment
     download = nltk.download
 
     @functools.wraps(download)
@@ -311,13 +330,69 @@ def quiet_offline_noise() -> None:
     nltk.download = quiet_download
 
 
+LOG_ENV = "HELM_DSPY_LOG"
+
+
+def log_path() -> Path:
+    """Where HELM's and DSPy's log lines go (masked): ``$HELM_DSPY_LOG``, else the user's cache folder."""
+    configured = os.environ.get(LOG_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "helm_dspy" / "helm-dspy.log"
+
+
+class _ErrorCounter(logging.Handler):
+    """Counts HELM error records, so the final error line can point at the log that holds their details."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+def configure_logging(verbose: bool) -> _ErrorCounter:
+    """HELM's log (retries, provider errors with tracebacks) to the log file, or to stderr with --verbose.
+
+    Either way every record is masked first (``helm_dspy.secrets``): providers quote keys in their errors.
+    """
+    install_log_redaction()
+    path = log_path()
+    counter = _ErrorCounter()
+    handlers: list[logging.Handler] = [counter]
+    if verbose:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(path, encoding="utf-8", delay=True))
+        except OSError:
+            pass  # no writable log folder: HELM's lines are dropped, our one-line errors still print
+    formatter = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+    helm_logger = logging.getLogger("helm")
+    helm_logger.setLevel(logging.INFO)
+    helm_logger.propagate = False
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        helm_logger.addHandler(handler)
+    return counter
+
+
 def main(argv: list[str] | None = None) -> int:
     quiet_offline_noise()
     args = build_parser().parse_args(argv)
+    errors = configure_logging(getattr(args, "verbose", False))
     try:
         return args.handler(args)
     except UserError as error:
-        print(f"helm-dspy: error: {error}", file=sys.stderr)
+        detail = (
+            ""
+            if getattr(args, "verbose", False) or not errors.count
+            else f" (HELM's log: {log_path()}; or rerun with --verbose)"
+        )
+        print(f"helm-dspy: error: {redact(str(error))}{detail}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("helm-dspy: interrupted", file=sys.stderr)

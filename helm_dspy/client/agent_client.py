@@ -4,6 +4,11 @@ Unlike HELM's built-in DSPyClient it calls the model through helm-dspy's LM brid
 so a repeated ``helm-run`` makes no new model calls; HELM's retries), reports token counts, keeps system
 messages, honours the request's temperature, max_tokens and stop sequences, and returns an answer DSPy
 cannot parse as an empty completion (scored 0, counted in ``dspy_parse_failures``) instead of failing.
+
+Retries happen in one layer, HELM's, around each inner model call: a failure the inner call already retried
+is final here (non-retriable for HELM's AutoClient around this client). While the base deployment answers,
+one failed call scores 0 and is counted (``dspy_failed_lm_calls``); once it is down (``CallGuard``), the
+request fails fatally, as HELM's own baseline run does. ``helm-run --disable-cache`` is honoured.
 """
 
 from __future__ import annotations
@@ -14,14 +19,16 @@ import time
 
 import dspy
 from helm.clients.client import Client
-from helm.common.cache import CacheConfig
-from helm.common.request import GeneratedOutput, Request, RequestResult, Token
+from helm.common.cache import BlackHoleCacheConfig, CacheConfig
+from helm.common.hierarchical_logger import hwarn
+from helm.common.request import ErrorFlags, GeneratedOutput, Request, RequestResult, Token
 from helm.proxy.retry import NonRetriableException
 
+from helm_dspy import helm_run_args
 from helm_dspy.client.agents import agents_source, is_url, resolve_agent
 from helm_dspy.client.helm_lm import HelmSession, UsageCounter, helm_lm
 from helm_dspy.errors import UserError
-from helm_dspy.optimize.program import build_program, load_program
+from helm_dspy.optimize.program import build_program, describe_program, load_program
 
 ZERO_SHOT_METHODS = {"zeroshot-predict": "predict", "zeroshot-cot": "cot"}
 
@@ -29,7 +36,7 @@ ZERO_SHOT_METHODS = {"zeroshot-predict": "predict", "zeroshot-cot": "cot"}
 class DSPyAgentClient(Client):
     """Runs ``agents/{scenario}/{base_deployment}/{method}.json`` for every request of one run."""
 
-    _sessions: dict[str, HelmSession] = {}
+    _sessions: dict[tuple[str, bool], HelmSession] = {}
     _sessions_lock = threading.Lock()
 
     def __init__(
@@ -45,7 +52,9 @@ class DSPyAgentClient(Client):
         self.scenario = scenario
         self.holdout = holdout or {}
         self.local_path = _local_path_of(cache_config)
+        self.use_cache = not isinstance(cache_config, BlackHoleCacheConfig)  # helm-run --disable-cache
         self.program = self._load_agent()
+        self.agent = describe_program(self.program)  # per request below: the report marks unchanged agents
 
     def _load_agent(self) -> dspy.Module:
         try:
@@ -54,10 +63,11 @@ class DSPyAgentClient(Client):
             raise NonRetriableException(str(error)) from None
 
     def _session(self) -> HelmSession:
+        key = (self.local_path, self.use_cache)
         with self._sessions_lock:
-            if self.local_path not in self._sessions:
-                self._sessions[self.local_path] = HelmSession(self.local_path, register=False)
-            return self._sessions[self.local_path]
+            if key not in self._sessions:
+                self._sessions[key] = HelmSession(self.local_path, register=False, cache=self.use_cache)
+            return self._sessions[key]
 
     def make_request(self, request: Request) -> RequestResult:
         started = time.time()
@@ -75,15 +85,26 @@ class DSPyAgentClient(Client):
         except dspy.AdapterParseError:
             text, parse_failure = "", True
         except dspy.utils.exceptions.LMError as error:
-            return RequestResult(success=False, cached=False, completions=[], embedding=[], error=str(error))
+            message = session.redact(str(error))
+            if session.guard.down(self.base_deployment) is not None:
+                # The inner call already went through HELM's retries: final, and fatal as for HELM's baseline.
+                flags = ErrorFlags(is_retriable=False, is_fatal=True)
+                return RequestResult(
+                    success=False, cached=False, completions=[], embedding=[], error=message, error_flags=flags
+                )
+            hwarn(f"helm-dspy: one call of a {self.method} agent failed, scored 0 and counted: {message}")
+            text = ""
         tokens = [Token(text=token, logprob=0.0) for token in text.split()]
         details = {
-            "reason": "parse_failure" if parse_failure else "stop",
+            "reason": "lm_error" if usage.failed_calls else "parse_failure" if parse_failure else "stop",
+            "dspy_failed_lm_calls": usage.failed_calls,
             "dspy_parse_failure": parse_failure,
             "dspy_lm_calls": usage.calls,
             "dspy_new_lm_calls": usage.new_calls,
             "dspy_prompt_tokens": usage.prompt_tokens,
             "dspy_completion_tokens": usage.completion_tokens,
+            "dspy_agent_demos": self.agent["demos"],
+            "dspy_agent_instructions_changed": self.agent["instructions_changed"],
         }
         return RequestResult(
             success=True,
@@ -131,4 +152,4 @@ def _local_path_of(cache_config: CacheConfig) -> str:
     path = getattr(cache_config, "path", None)
     if path:
         return os.path.dirname(os.path.dirname(os.path.abspath(path)))
-    return os.path.abspath(os.environ.get("HELM_DSPY_LOCAL_PATH", "prod_env"))
+    return helm_run_args.local_path()  # --disable-cache: no cache path to read it from

@@ -34,6 +34,8 @@ METHOD_DISPLAY = {
 MARKER = "-helmdspy-"
 """Joins base model and method slug; distinct from HELM's built-in ``-dspy-fs-...`` deployments."""
 AGENT_CLIENT = "helm_dspy.client.agent_client.DSPyAgentClient"
+SCENARIO_SEPARATOR = "@"
+"""Joins a derived model and the scenario (and holdout) of its deployment: ``<model>@<scenario>[@<holdout>]``."""
 
 
 def check_method(method: str) -> str:
@@ -105,11 +107,8 @@ def register_derived(base_deployment_name: str, method: str, scenario: str, hold
     base_model = base.model_name or base.name
     model = derived_model_name(base_model, method)
     register_derived_metadata(model)
-    name = (
-        f"{model}@{scenario}"
-        if not holdout
-        else f"{model}@{scenario}@" + ",".join(f"{k}={v}" for k, v in holdout.items())
-    )
+    parts = [model, scenario] + ([",".join(f"{k}={v}" for k, v in holdout.items())] if holdout else [])
+    name = SCENARIO_SEPARATOR.join(parts)
     if name not in deployments.DEPLOYMENT_NAME_TO_MODEL_DEPLOYMENT:
         client_spec = ClientSpec(
             class_name=AGENT_CLIENT,
@@ -117,6 +116,16 @@ def register_derived(base_deployment_name: str, method: str, scenario: str, hold
         )
         deployments.register_model_deployment(replace(base, name=name, model_name=model, client_spec=client_spec))
     return name
+
+
+def leaderboard_deployment(model: str, deployment: str) -> str:
+    """The deployment a leaderboard row is keyed by: a derived one without its ``@<scenario>[@<holdout>]`` suffix.
+
+    HELM keys rows by (deployment, model); the per-scenario suffix would split one method into a row per scenario.
+    """
+    if split_derived_model_name(model) and deployment.startswith(f"{model}{SCENARIO_SEPARATOR}"):
+        return model
+    return deployment
 
 
 def register_derived_metadata(model: str) -> None:

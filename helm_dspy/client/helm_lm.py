@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 import dspy
 from dspy.lm15 import Message, Request, Response, TextPart, Usage
 from dspy.utils.exceptions import LMError
 from helm.common.request import Request as HelmRequest
+from helm.common.request import RequestResult
 
+from helm_dspy import secrets
 from helm_dspy.errors import UserError
 
 PROMPT_ONLY_CLIENTS = {
@@ -32,6 +36,82 @@ DEFAULT_MAX_TOKENS = 1024
 
 class LMBudgetExhausted(LMError):
     """Raised for every call once ``--max-lm-calls`` model calls were made."""
+
+
+class ProviderDown(LMError):
+    """Raised without sending anything once a deployment is known to be failing (see ``CallGuard``)."""
+
+
+MAX_CONSECUTIVE_FAILURES = 5
+"""Failed calls in a row (each already retried by HELM) after which a deployment counts as down."""
+
+
+@dataclass
+class _DeploymentState:
+    successes: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    down: str | None = None
+    """The error that put the deployment down (None while it answers)."""
+
+
+class CallGuard:
+    """Makes HELM's retries the only ones: a call that failed after them is final.
+
+    DSPy re-sends work on its own (its ParallelExecutor resubmits a job still running after 120 s, and HELM's
+    retries of one failing call take 150 s), and a ``dspy=`` request is itself retried by HELM's AutoClient.
+    So, per process: identical requests in flight at once are sent once; a request that failed is answered
+    with its failure, not sent again; and a deployment whose first calls all failed, or that failed
+    ``MAX_CONSECUTIVE_FAILURES`` calls in a row, is down: further calls fail at once with ``ProviderDown``.
+    """
+
+    def __init__(self, max_consecutive_failures: int = MAX_CONSECUTIVE_FAILURES):
+        self.max_consecutive_failures = max_consecutive_failures
+        self._lock = threading.Lock()
+        self._states: dict[str, _DeploymentState] = {}
+        self._failed: dict[str, RequestResult] = {}
+        self._in_flight: dict[str, threading.Event] = {}
+
+    def down(self, deployment: str) -> str | None:
+        """The error that put ``deployment`` down, or None while it answers."""
+        with self._lock:
+            state = self._states.get(deployment)
+            return state.down if state else None
+
+    def send(self, deployment: str, request: HelmRequest, send: Callable[[], RequestResult]) -> RequestResult:
+        key = json.dumps(asdict(request), sort_keys=True, default=str)
+        while True:
+            with self._lock:
+                state = self._states.setdefault(deployment, _DeploymentState())
+                if state.down is not None:
+                    raise ProviderDown(f"{deployment} is down (not sent again): {state.down}")
+                if key in self._failed:
+                    return self._failed[key]
+                flight = self._in_flight.get(key)
+                if flight is None:
+                    self._in_flight[key] = threading.Event()
+                    break
+            flight.wait()  # the same request is being sent: its outcome is ours (HELM's cache or the failure)
+        result = None
+        try:
+            result = send()
+            return result
+        finally:
+            self._settle(deployment, key, result)
+
+    def _settle(self, deployment: str, key: str, result: RequestResult | None) -> None:
+        with self._lock:
+            state = self._states[deployment]
+            if result is not None and result.success:
+                state.successes += 1
+                state.consecutive_failures = 0
+            elif result is not None:
+                state.failures += 1
+                state.consecutive_failures += 1
+                self._failed[key] = result
+                if state.successes == 0 or state.consecutive_failures >= self.max_consecutive_failures:
+                    state.down = " ".join(str(result.error or "no error text").split())
+            self._in_flight.pop(key).set()
 
 
 @dataclass
@@ -94,9 +174,9 @@ class HelmSession:
     _registered_paths: set[str] = set()
     _lock = threading.Lock()
 
-    def __init__(self, local_path: str = "prod_env", register: bool = True):
+    def __init__(self, local_path: str = "prod_env", register: bool = True, cache: bool = True):
         from helm.benchmark.window_services.tokenizer_service import TokenizerService
-        from helm.common.cache_backend_config import SqliteCacheBackendConfig
+        from helm.common.cache_backend_config import BlackHoleCacheBackendConfig, SqliteCacheBackendConfig
         from helm.common.local_context import LocalContext
 
         self.local_path = os.path.abspath(local_path)
@@ -104,20 +184,21 @@ class HelmSession:
             register_helm_configs(self.local_path)
             import helm_dspy.plugin  # noqa: F401  (our run specs, expanders and the local deployment)
         self.credentials = load_credentials(self.local_path)  # parsed first: a bad file is one clear error
+        secrets.install_log_redaction()
+        backend = SqliteCacheBackendConfig(os.path.join(self.local_path, "cache")) if cache else None
         with contextlib.redirect_stdout(io.StringIO()):  # HELM prints "Looking in path" to stdout
-            self.context = LocalContext(
-                self.local_path, SqliteCacheBackendConfig(os.path.join(self.local_path, "cache"))
-            )
+            self.context = LocalContext(self.local_path, backend or BlackHoleCacheBackendConfig())
         self.client = self.context.client  # HELM's AutoClient: credentials, request cache, retries
         self.tokenizer_service = TokenizerService(self.context)
+        self.guard = CallGuard()
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret of credentials.conf and *_API_KEY variables masked (errors may echo keys)."""
-        secrets = [str(value) for value in self.credentials.values() if isinstance(value, str)]
-        secrets += [value for name, value in os.environ.items() if name.endswith("_API_KEY")]
-        for secret in sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
+        """``text`` with every configured secret masked (errors may echo keys): see ``helm_dspy.secrets``."""
+        return secrets.redact(text)
+
+    def check_credentials(self, deployment_name: str) -> None:
+        """Fail before any call when the deployment's client needs an API key and none is configured."""
+        require_api_key(self.credentials, self.deployment(deployment_name), self.local_path)
 
     def deployment(self, name: str):
         from helm.benchmark.model_deployment_registry import ALL_MODEL_DEPLOYMENTS, get_model_deployment
@@ -141,6 +222,32 @@ class HelmSession:
 
         result = self.context.tokenize(TokenizationRequest(text=text, tokenizer=deployment.tokenizer_name))
         return len(result.tokens) if result.success else None
+
+
+def require_api_key(credentials, deployment, local_path: str) -> None:
+    """A one-line UserError when ``deployment``'s client takes an API key and neither HELM source has one."""
+    import inspect
+
+    from helm.common.credentials_utils import provide_api_key
+    from helm.common.object_spec import get_class_by_name
+
+    try:
+        client_class = get_class_by_name(deployment.client_spec.class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise UserError(
+            f"deployment {deployment.name!r}: client class {deployment.client_spec.class_name} not importable"
+        ) from None
+    parameters = inspect.signature(client_class.__init__).parameters
+    if "api_key" not in parameters or "api_key" in deployment.client_spec.args:
+        return
+    host = deployment.name.split("/")[0]
+    if provide_api_key(credentials, host, deployment.name) is None:
+        env_name = f"{host.upper()}_API_KEY"
+        if not os.environ.get(env_name):
+            raise UserError(
+                f'deployment {deployment.name!r} needs an API key: add {host}ApiKey: "..." to '
+                f"{local_path}/credentials.conf (or set {env_name})"
+            )
 
 
 def register_helm_configs(local_path: str) -> None:
@@ -168,9 +275,12 @@ def load_credentials(local_path: str):
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     try:
-        return ConfigFactory.parse_string(text or "")
+        credentials = ConfigFactory.parse_string(text or "")
     except Exception as error:  # pyhocon raises its own parse exceptions
-        raise UserError(f"{path} is not valid HOCON ({type(error).__name__}); fix its syntax") from None
+        where = "HELM_CREDENTIALS" if os.environ.get("HELM_CREDENTIALS") is not None else path
+        raise UserError(f"{where} is not valid HOCON ({type(error).__name__}); fix its syntax") from None
+    secrets.remember_credentials(local_path, credentials)
+    return credentials
 
 
 class HelmEngine:
@@ -190,29 +300,11 @@ class HelmEngine:
 
     def complete(self, request: Request) -> Response:
         self.usage.reserve()
-        messages = chat_messages(request)
-        config = request.config
-        common = dict(
-            model_deployment=self.deployment_name,
-            model=self.model,
-            temperature=0.0 if config.temperature is None else config.temperature,
-            max_tokens=config.max_tokens or DEFAULT_MAX_TOKENS,
-            stop_sequences=list(config.stop or ()),
-            random=self.random,
-        )
-        if self.use_messages:
-            helm_request = HelmRequest(messages=messages, **common)
-        else:
-            helm_request = HelmRequest(prompt="\n\n".join(m["content"] for m in messages), **common)
-        try:
-            result = self.session.client.make_request(helm_request)
-        except Exception as error:  # a client that raises (after HELM's retries): a failed call, counted
-            message = self.session.redact(f"{type(error).__name__}: {error}")
-            self.usage.add(False, False, 0, 0, message)
-            raise LMError(f"HELM request to {self.deployment_name} failed: {message}") from None
+        helm_request = self.helm_request(request)
+        result = self.session.guard.send(self.deployment_name, helm_request, lambda: self._send(helm_request))
         text = result.completions[0].text if result.success and result.completions else ""
-        prompt_tokens = self._prompt_tokens(helm_request)
-        completion_tokens = self._completion_tokens(result, text)
+        prompt_tokens = self._prompt_tokens(helm_request) if result.success else 0
+        completion_tokens = self._completion_tokens(result, text) if result.success else 0
         error = None if result.success else self.session.redact(str(result.error))
         self.usage.add(result.cached, result.success, prompt_tokens or 0, completion_tokens or 0, error)
         if not result.success:
@@ -224,6 +316,31 @@ class HelmEngine:
             finish_reason="stop",
             usage=Usage(input_tokens=prompt_tokens, output_tokens=completion_tokens),
         )
+
+    def helm_request(self, request: Request) -> HelmRequest:
+        """DSPy's canonical request as the HELM ``Request`` for this deployment."""
+        messages = chat_messages(request)
+        config = request.config
+        common = dict(
+            model_deployment=self.deployment_name,
+            model=self.model,
+            temperature=0.0 if config.temperature is None else config.temperature,
+            max_tokens=config.max_tokens or DEFAULT_MAX_TOKENS,
+            stop_sequences=list(config.stop or ()),
+            random=self.random,
+        )
+        if self.use_messages:
+            return HelmRequest(messages=messages, **common)
+        return HelmRequest(prompt="\n\n".join(m["content"] for m in messages), **common)
+
+    def _send(self, helm_request: HelmRequest) -> RequestResult:
+        """One call through HELM's AutoClient (its cache and retries); a raising client is a failed call."""
+        try:
+            return self.session.client.make_request(helm_request)
+        except Exception as error:  # after HELM's retries, or at client construction (e.g. no API key)
+            return RequestResult(
+                success=False, cached=False, completions=[], embedding=[], error=f"{type(error).__name__}: {error}"
+            )
 
     def _prompt_tokens(self, helm_request: HelmRequest) -> int | None:
         text = helm_request.prompt or "\n".join(m["content"] for m in helm_request.messages or [])

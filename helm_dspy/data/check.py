@@ -6,6 +6,7 @@ import tempfile
 from dataclasses import dataclass
 
 from helm_dspy.data import mirror
+from helm_dspy.data.known_files import HELM_VERSION
 from helm_dspy.data.mirror import SourceFile
 from helm_dspy.errors import UserError
 
@@ -29,10 +30,20 @@ class CheckRow:
     status: str
     instances: int | None
     needed: bool
+    sha256: str | None = None
+    detail: str | None = None
+    """The full one-line message for a mismatched or malformed file (printed under the table)."""
 
     @property
     def failed(self) -> bool:
-        return self.status.startswith("malformed") or (self.needed and self.status != "ok")
+        return self.status.startswith(FAILED_STATUSES) or (self.needed and self.status.startswith("missing"))
+
+
+FAILED_STATUSES = ("malformed", "mismatch")
+LEGEND = (
+    "status ok: sha256 is the upstream file's (for test splits, the file HELM {helm} evaluates); unverified: optional "
+    "file with no known upstream sha256 (encoding and columns checked); modified: not upstream, used because {env}=1"
+)
 
 
 def mirror_entries() -> dict[str, tuple[type, list[MirrorEntry]]]:
@@ -73,10 +84,11 @@ def mirror_entries() -> dict[str, tuple[type, list[MirrorEntry]]]:
 
 
 def require_test_files(scenario: str) -> None:
-    """Fail fast (one UserError) when the mirror lacks a scenario's test file or one of its columns.
+    """Fail fast (one UserError) when a scenario's test file is missing, unreadable or not the upstream one.
 
-    ``helm-run`` calls this while building run specs, so the error is one line before any run starts,
-    not a traceback from inside HELM's runner.
+    ``helm-run`` calls this while building run specs, so the error is one line before any run starts (no
+    run folder), not a traceback from inside HELM's runner or a silently smaller test set. ``locate``
+    verifies the file's sha256 and row count.
     """
     if mirror.data_dir() is None or scenario not in mirror_entries():
         return
@@ -110,22 +122,61 @@ def _check_entry(name, scenario_class, entry: MirrorEntry, root, scratch) -> Che
     row = CheckRow(name, entry.split, str(path), "ok", None, entry.needed)
     if not path.is_file():
         row.status = f"missing (upstream: {entry.source.url})" if entry.needed else "absent (optional)"
+        if entry.needed:
+            row.detail = f"missing mirror file {path}; download it from {entry.source.url}"
         return row
+    try:
+        found = mirror.verify(entry.source, path)
+    except mirror.DataFileError as error:
+        row.status, row.sha256, row.detail = error.kind, error.sha256, str(error)
+        return row
+    row.sha256 = found.sha256
+    row.status = {
+        "verified": "ok",
+        "unverified": "unverified",
+        "modified": f"modified (sha256 {found.sha256[:16]}...)",
+    }[found.status]
     try:
         loaded = getattr(scenario_class(), entry.loader)(scratch)
         row.instances = len(loaded or [])
+    except mirror.DataFileError as error:
+        if str(path) in str(error):
+            row.status, row.detail = error.kind, str(error)
+        else:  # this split also reads another file (MedCalc's demos take questions from the test file)
+            row.status = "not loaded (another file failed)"
     except UserError as error:
-        row.status = f"malformed: {error}"
+        row.status, row.detail = "malformed", str(error)
     return row
 
 
 def format_rows(rows: list[CheckRow]) -> str:
-    headers = ("scenario", "split", "instances", "status", "file")
+    """The table, then the full message of each mismatched or malformed file, then what the statuses mean."""
+    headers = ("scenario", "split", "instances", "status", "sha256", "file")
     table = [headers] + [
-        (r.scenario, r.split, "-" if r.instances is None else str(r.instances), r.status, r.file) for r in rows
+        (
+            r.scenario,
+            r.split,
+            "-" if r.instances is None else str(r.instances),
+            r.status,
+            (r.sha256 or "-")[:16],
+            r.file,
+        )
+        for r in rows
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(headers) - 1)]
-    return "\n".join(
+    lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
         for line in table
-    )
+    ]
+    lines += [f"{r.scenario} {r.split}: {r.detail}" for r in rows if r.detail]
+    lines.append(LEGEND.format(helm=HELM_VERSION, env=mirror.ALLOW_MODIFIED_ENV))
+    return "\n".join(lines)
+
+
+def failure_message(failed: list[CheckRow]) -> str:
+    """One line for stderr: the first failed file's problem and remedy, and how many more there are."""
+    first = failed[0]
+    what = f"{first.scenario} {first.split}: {first.detail or f'{first.file}: {first.status}'}"
+    if len(failed) == 1:
+        return f"data check failed: {what}"
+    return f"data check failed for {len(failed)} files (listed above); the first, {what}"

@@ -69,6 +69,11 @@ def build_run_spec(entry: str, deployment_name: str, session: HelmSession) -> Ru
     )
     try:
         run_specs = construct_run_specs(spec)
+    except SystemExit as error:  # our run spec functions and expanders stop helm-run this way: one line here too
+        message = str(error.code)
+        if not message.startswith("helm-dspy: error: "):
+            raise
+        raise UserError(message.removeprefix("helm-dspy: error: ")) from None
     except ValueError as error:
         if "Unknown run spec name" in str(error):
             raise UserError(
@@ -161,7 +166,10 @@ def prepare(
     seed: int = 0,
 ) -> OptimizationData:
     """Everything an optimizer needs for ``entry`` on ``deployment``."""
+    from helm.benchmark.runner import set_benchmark_output_path
+
     entry = normalize_entry(entry)
+    set_benchmark_output_path(os.path.abspath(output_path))  # as helm-run -o: where run specs load or cache data
     run_spec = build_run_spec(entry, deployment, session)
     splits = load_splits(run_spec, os.path.abspath(output_path))
     train = sample(splits.train, max_train, seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import dspy
@@ -58,6 +58,11 @@ def load_program(path: str | os.PathLike, shape: str | None = None) -> dspy.Modu
         raise UserError(f"agent {path} is not a .json state file; pickled programs are never loaded")
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:  # e.g. a pickle (save_program=True) saved under .json: never unpickled
+        raise UserError(
+            f"agent {path} is not a UTF-8 JSON state file (pickled programs are never loaded); "
+            "save the agent with program.save('<name>.json') or create it with helm-dspy optimize"
+        ) from None
     except (OSError, json.JSONDecodeError) as error:
         raise UserError(f"agent {path} is not readable JSON ({error})") from None
     detected = shape_of_state(state)
@@ -72,16 +77,32 @@ def load_program(path: str | os.PathLike, shape: str | None = None) -> dspy.Modu
     return program
 
 
+def describe_program(program: dspy.Module) -> dict:
+    """What an optimizer changed: demos kept and whether the instruction differs from DSPy's default.
+
+    Optimize writes it into the manifest and DSPyAgentClient reports it per request, so the report can tell
+    an agent that is still the zero-shot program from one an optimizer changed.
+    """
+    predictor = program.predictors()[0]
+    default = build_program("predict").signature.instructions
+    return {"demos": len(predictor.demos), "instructions_changed": predictor.signature.instructions != default}
+
+
 def program_state(program: dspy.Module) -> dict:
     """The plain-JSON state DSPy saves (instructions, demos), as ``program.save('x.json')`` writes it."""
     return program.dump_state()
 
 
 def write_json_atomic(path: str | os.PathLike, payload: dict) -> None:
-    """Write JSON to a temp file beside ``path`` and rename it in place: readers never see half a file."""
+    """Write JSON to a temp file beside ``path`` and rename it in place: readers never see half a file.
+
+    The temp file is created with mode 0666 less the umask, as ``open()`` would (mkstemp's 0600 would make
+    every agent and manifest private whatever the user's umask says).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temp_name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+    handle = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(payload, stream, indent=2, ensure_ascii=False, default=str)

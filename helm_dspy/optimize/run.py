@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,13 +16,14 @@ from tqdm import tqdm
 
 from helm_dspy import __version__
 from helm_dspy.client.derived import scenario_key
-from helm_dspy.client.helm_lm import HelmSession, LMBudgetExhausted, UsageCounter, helm_lm
+from helm_dspy.client.helm_lm import HelmSession, LMBudgetExhausted, ProviderDown, UsageCounter, helm_lm
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
+from helm_dspy.optimize.agent_lock import hold_agent_lock, releases_agent_locks
 from helm_dspy.optimize.dataset import normalize_entry, prepare
 from helm_dspy.optimize.methods import MethodSettings, get_method
 from helm_dspy.optimize.objective import HelmMetric
-from helm_dspy.optimize.program import build_program, program_state, write_json_atomic
+from helm_dspy.optimize.program import build_program, describe_program, program_state, write_json_atomic
 
 
 @dataclass
@@ -95,33 +95,23 @@ def evaluate(program, examples, metric, num_threads: int) -> float:
     return round(evaluator(program).score / 100.0, 4)
 
 
-def check_credentials(session: HelmSession, deployment_name: str) -> None:
-    """Fail before any call when the deployment's client needs an API key and none is configured."""
-    import inspect
-
-    from helm.common.credentials_utils import provide_api_key
-    from helm.common.object_spec import get_class_by_name
-
-    deployment = session.deployment(deployment_name)
-    try:
-        client_class = get_class_by_name(deployment.client_spec.class_name)
-    except (ImportError, AttributeError, ValueError):
+def stop_if_provider_down(session: HelmSession, usage: UsageCounter, deployments) -> None:
+    """One error line, nothing written, when a deployment stopped answering (every call already retried by HELM)."""
+    for deployment in dict.fromkeys(deployments):
+        error = session.guard.down(deployment)
+        if error is None or usage.budget_exhausted:
+            continue
+        if usage.calls == usage.failed_calls:
+            what = f"every call to {deployment} failed ({usage.failed_calls} of {usage.calls})"
+        else:
+            what = f"{deployment} stopped answering ({usage.failed_calls} of {usage.calls} calls failed)"
         raise UserError(
-            f"deployment {deployment_name!r}: client class {deployment.client_spec.class_name} not importable"
-        ) from None
-    parameters = inspect.signature(client_class.__init__).parameters
-    if "api_key" not in parameters or "api_key" in deployment.client_spec.args:
-        return
-    host = deployment.name.split("/")[0]
-    if provide_api_key(session.credentials, host, deployment.name) is None:
-        env_name = f"{host.upper()}_API_KEY"
-        if not os.environ.get(env_name):
-            raise UserError(
-                f'deployment {deployment_name!r} needs an API key: add {host}ApiKey: "..." to '
-                f"{session.local_path}/credentials.conf (or set {env_name})"
-            )
+            f"{what}; first error: {session.redact(' '.join(str(usage.first_error or error).split()))[:300]}; "
+            "nothing written (calls that succeeded are cached: a rerun resumes)"
+        )
 
 
+@releases_agent_locks
 def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     started = time.monotonic()
     if options.data_dir:
@@ -135,7 +125,7 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     for deployment in {options.model, prompt_model}:
         session.deployment(deployment)  # unknown deployment: one error line, also for --dry-run
         if not options.dry_run:  # a dry run spends nothing, so it needs no key
-            check_credentials(session, deployment)
+            session.check_credentials(deployment)
     data = prepare(
         entry,
         options.model,
@@ -147,6 +137,8 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     )
     scenario = scenario_key(data.run_spec.name, data.run_spec.scenario_spec)
     agent = agent_path(options.agents_dir, scenario, options.model, options.optimizer)
+    if not options.dry_run:  # until optimize() returns: a second identical optimize refuses instead of paying twice
+        hold_agent_lock(agent)
     if agent.exists() and options.reuse_existing and manifest_path(agent).exists():
         return OptimizeResult(agent, json.loads(manifest_path(agent).read_text()))
     if agent.exists() and not (options.force or options.dry_run or options.reuse_existing):  # resume: no manifest
@@ -178,11 +170,7 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     try:
         with dspy.context(lm=task_lm, callbacks=[parse_failures], adapter=dspy.ChatAdapter()):
             baseline = evaluate(build_program(shape), data.valid, metric, settings.num_threads)
-            if usage.calls and usage.failed_calls == usage.calls and not usage.budget_exhausted:
-                raise UserError(
-                    f"every call to {options.model} failed ({usage.failed_calls} of {usage.calls}); "
-                    f"first error: {' '.join(str(usage.first_error).split())[:300]}"
-                )
+            stop_if_provider_down(session, usage, (options.model, prompt_model))
             if parse_failures.count >= val_size and not usage.budget_exhausted:
                 raise UserError(
                     f"{options.model} never returned a parsable answer ({parse_failures.count} of {val_size} "
@@ -192,8 +180,11 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
             optimized = baseline if not runs else evaluate(optimized_program, data.valid, metric, settings.num_threads)
     except LMBudgetExhausted:
         pass  # some optimizers let it escape, others swallow it per example: both end below
+    except ProviderDown:
+        pass  # optimizers that let it escape: the line below says why
     finally:
         progress.close()
+    stop_if_provider_down(session, usage, (options.model, prompt_model))
     if usage.budget_exhausted:
         raise UserError(
             f"stopped: --max-lm-calls {options.max_lm_calls} reached ({usage.new_calls} new calls); nothing written. "
@@ -210,6 +201,7 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
         "split_sources": data.splits.sources,
         "train_ids_sha256": data.ids_hash("train"),
         "valid_ids_sha256": data.ids_hash("valid"),
+        "data_files": mirror.file_record(entry.split(":", 1)[0]),  # mirror files read: sha256, rows, status
         "model": options.model,
         "prompt_model": prompt_model,
         "optimizer": options.optimizer,
@@ -235,13 +227,6 @@ def optimize(options: OptimizeOptions, out=print) -> OptimizeResult:
     write_json_atomic(agent, state)
     write_json_atomic(manifest_path(agent), manifest)
     return OptimizeResult(agent, manifest)
-
-
-def describe_program(program) -> dict:
-    """What the optimizer changed: demos kept and whether the instruction differs from DSPy's default."""
-    predictor = program.predictors()[0]
-    default = build_program("predict").signature.instructions
-    return {"demos": len(predictor.demos), "instructions_changed": predictor.signature.instructions != default}
 
 
 def summary_table(result: OptimizeResult) -> str:

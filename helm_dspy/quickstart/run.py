@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from helm_dspy.client.agent_client import ZERO_SHOT_METHODS
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
 from helm_dspy.local.deployment import LOCAL_MODEL
@@ -24,6 +25,8 @@ from helm_dspy.optimize.run import OptimizeOptions, optimize
 
 SCENARIOS = ("medcalc_bench", "medec", "head_qa", "medbullets")
 OPTIMIZERS = ("BootstrapFewShotWithRandomSearch", "MIPROv2")
+CONTROLS = ("zeroshot-cot",)
+"""Evaluated beside the optimizers, never optimized: an optimizer helps only where it beats the zero-shot program."""
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
@@ -55,6 +58,7 @@ class QuickstartOptions:
     model: str = LOCAL_MODEL
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
     optimizers: list[str] = field(default_factory=lambda: list(OPTIMIZERS))
+    controls: list[str] = field(default_factory=lambda: list(CONTROLS))
     max_eval_instances: int = 5
     max_train: int = 3
     max_val: int = 3
@@ -91,7 +95,7 @@ def quickstart(options: QuickstartOptions, out=print) -> dict:
         raise UserError(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
     from helm_dspy.client.derived import check_method
 
-    for optimizer in options.optimizers:
+    for optimizer in [*options.optimizers, *options.controls]:
         try:
             check_method(optimizer)
         except UserError as error:
@@ -100,17 +104,21 @@ def quickstart(options: QuickstartOptions, out=print) -> dict:
     Path(options.output_path).mkdir(parents=True, exist_ok=True)
     log = Path(options.output_path) / f"quickstart-{options.suite}.log"
     entries = {scenario: quickstart_entry(scenario) for scenario in options.scenarios}
-    steps = [(s, o) for s in options.scenarios for o in options.optimizers]
+    controls = [c for c in options.controls if c not in options.optimizers]
+    methods = controls + list(options.optimizers)
+    # Zero-shot methods have nothing to optimize: helm-run builds their program without an agent file.
+    steps = [(s, o) for s in options.scenarios for o in options.optimizers if o not in ZERO_SHOT_METHODS]
+    control = f" and the control {', '.join(controls)} (not optimized)" if controls else ""
     out(
         f"helm-dspy quickstart: {options.model}; scenarios {', '.join(options.scenarios)}; "
-        f"methods {', '.join(options.optimizers)}; {options.max_eval_instances} test instances each; log {log}"
+        f"methods {', '.join(options.optimizers)}{control}; {options.max_eval_instances} test instances each; log {log}"
     )
 
     run_entries = []
     for scenario in options.scenarios:
         base = f"{_with_model(entries[scenario], options.model)}"
         run_entries.append(base)
-        run_entries += [f"{base},dspy={optimizer}" for optimizer in options.optimizers]
+        run_entries += [f"{base},dspy={method}" for method in methods]
     # The whole job's bar (its ETA is the remaining-time estimate); each phase has its own bar below it.
     overall = tqdm(total=len(steps) + len(run_entries) + 2, desc="quickstart", unit="step", position=0)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from dataclasses import asdict, dataclass, field
+import secrets
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from helm_dspy.client.derived import METHOD_DISPLAY, split_derived_model_name
@@ -26,6 +26,14 @@ USAGE_STATS = (
     "dspy_prompt_tokens",
     "dspy_completion_tokens",
 )
+AGENT_STATS = {"dspy_agent_demos": "demos", "dspy_agent_instructions_changed": "instructions_changed"}
+"""Per-run facts DSPyUsageMetric reports about the agent that answered (the same on every instance)."""
+ZERO_SHOT_PREFIX = "zeroshot-"
+"""``dspy=zeroshot-cot`` / ``zeroshot-predict``: the control, the zero-shot DSPy program with no optimizing."""
+UNCHANGED_NOTE = "= zero-shot program (unchanged)"
+CONTROL_NOTE = "control (zero-shot, not optimized)"
+ROLE_ORDER = {"baseline": 0, "control": 1, "method": 2}
+HATCH = "//"
 
 
 @dataclass
@@ -37,6 +45,11 @@ class Run:
     metric: str
     scores: dict[str, float]
     usage: dict[str, float] = field(default_factory=dict)
+    agent: dict[str, float] = field(default_factory=dict)
+    """``demos`` and ``instructions_changed`` of the agent the run used; empty for baselines and older runs."""
+    max_eval_instances: int | None = None
+    run_dir: Path | None = None
+    """Where ``read_suite`` found the run: the fix-it commands name its suite and output folder."""
 
 
 @dataclass
@@ -54,6 +67,37 @@ class ReportRow:
     score_ci_low: float
     score_ci_high: float
     usage: dict[str, float]
+    agent_demos: int | None = None
+    agent_instructions_changed: bool | None = None
+
+    @property
+    def role(self) -> str:
+        """baseline (HELM's prompt), control (zero-shot DSPy, nothing optimized) or method (an optimizer's agent)."""
+        if self.method == BASELINE:
+            return "baseline"
+        return "control" if self.method.startswith(ZERO_SHOT_PREFIX) else "method"
+
+    @property
+    def unchanged_zero_shot(self) -> bool | None:
+        """An optimizer's agent that kept no demos and DSPy's default instruction: its score is zero-shot DSPy's.
+
+        None when the run did not report its agent (a run made before helm-dspy reported it).
+        """
+        if self.role != "method":
+            return False
+        if self.agent_demos is None or self.agent_instructions_changed is None:
+            return None
+        return self.agent_demos == 0 and not self.agent_instructions_changed
+
+    @property
+    def note(self) -> str:
+        if self.role == "control":
+            return CONTROL_NOTE
+        if self.unchanged_zero_shot:
+            return UNCHANGED_NOTE
+        if self.role == "method" and self.agent_demos is not None:
+            return f"{self.agent_demos} demos" + (", new instruction" if self.agent_instructions_changed else "")
+        return ""
 
 
 def read_suite(output_path: str, suite: str, metric: str | None = None) -> list[Run]:
@@ -64,7 +108,9 @@ def read_suite(output_path: str, suite: str, metric: str | None = None) -> list[
     for run_dir in sorted(p for p in suite_dir.iterdir() if (p / "run_spec.json").is_file()):
         if not (run_dir / "per_instance_stats.json").is_file():
             continue  # a failed run (e.g. missing agent): helm-run already reported it
-        runs.append(read_run(run_dir, metric))
+        adapter_spec = json.loads((run_dir / "run_spec.json").read_text())["adapter_spec"]
+        run = read_run(run_dir, metric)
+        runs.append(replace(run, max_eval_instances=adapter_spec.get("max_eval_instances"), run_dir=run_dir))
     if not runs:
         raise UserError(f"suite {suite!r} in {suite_dir} holds no completed runs")
     return runs
@@ -79,6 +125,7 @@ def read_run(run_dir: Path, metric: str | None) -> Run:
     chosen = metric or MAIN_METRICS.get(scenario.split(":")[0], "exact_match")
     scores: dict[str, float] = {}
     usage: dict[str, float] = {}  # totals over the run's instances
+    agent: dict[str, float] = {}  # per-run facts: the largest value any instance reported
     for entry in json.loads((run_dir / "per_instance_stats.json").read_text()):
         for stat in entry["stats"]:
             name = stat["name"]
@@ -88,9 +135,12 @@ def read_run(run_dir: Path, metric: str | None) -> Run:
                 scores[entry["instance_id"]] = stat["sum"] / max(stat["count"], 1)
             elif name["name"] in USAGE_STATS:
                 usage[name["name"]] = usage.get(name["name"], 0.0) + stat["sum"]
+            elif name["name"] in AGENT_STATS and stat["count"]:
+                key = AGENT_STATS[name["name"]]
+                agent[key] = max(agent.get(key, 0.0), stat["sum"] / stat["count"])
     if not scores:
         raise UserError(f"run {run_dir.name} has no per-instance {chosen!r} stat; pass --metric NAME")
-    return Run(spec["name"], scenario, base_model, method, chosen, scores, usage)
+    return Run(spec["name"], scenario, base_model, method, chosen, scores, usage, agent)
 
 
 def scenario_of(run_name: str) -> str:
@@ -100,15 +150,42 @@ def scenario_of(run_name: str) -> str:
     return f"{base}:{','.join(kept)}" if kept else base
 
 
+def helm_run_command(run: Run, extra: str = "") -> str:
+    """The ``helm-run`` command of ``run``'s entry on its base model (plus ``extra``), on the same instances.
+
+    The scenario arguments come from the run name, holdout included; ``key=None`` parts are dropped: HELM
+    writes its defaults that way and ``category=None`` in an entry would be the string "None" (0 instances).
+    """
+    import shlex
+
+    name, _, args = run.scenario.partition(":")
+    kept = [arg for arg in args.split(",") if arg and not arg.endswith("=None")]
+    command = f"helm-run --run-entries {shlex.quote(f'{name}:' + ','.join([f'model={run.model}', *kept]) + extra)}"
+    if run.max_eval_instances is not None:
+        command += f" --max-eval-instances {run.max_eval_instances}"
+    if run.run_dir is not None:
+        output_path = run.run_dir.parent.parent.parent
+        if output_path.resolve() != Path("benchmark_output").resolve():
+            command += f" -o {shlex.quote(str(output_path))}"
+        command += f" --suite {shlex.quote(run.run_dir.parent.name)}"
+    return command
+
+
 def compare(runs: list[Run], seed: int = 0) -> list[ReportRow]:
     baselines = {(run.scenario, run.model): run for run in runs if run.method == BASELINE}
+    if all(run.method == BASELINE for run in runs):
+        first = min(runs, key=lambda r: (r.scenario, r.model))
+        raise UserError(
+            f"nothing to compare: the suite holds only baseline runs ({len(runs)}), no dspy= run; "
+            f"add one, e.g. {helm_run_command(first, ',dspy=zeroshot-cot')}"
+        )
     rows = []
     for run in sorted(runs, key=lambda r: (r.scenario, r.model, r.method != BASELINE, r.method)):
         base = baselines.get((run.scenario, run.model))
         if base is None:
             raise UserError(
                 f"no baseline run for {run.scenario} on {run.model} (method {run.method}); "
-                f"add {run.scenario}{',' if ':' in run.scenario else ':'}model={run.model} to the suite"
+                f"add it with: {helm_run_command(run)}"
             )
         if not set(base.scores) & set(run.scores):
             raise UserError(
@@ -137,10 +214,25 @@ def compare(runs: list[Run], seed: int = 0) -> list[ReportRow]:
     return rows
 
 
+def attach_agents(rows: list[ReportRow], runs: list[Run]) -> list[ReportRow]:
+    """Copy each run's agent description onto its row (compare pairs scores; this says what was paired)."""
+    agents = {(run.scenario, run.model, run.method): run.agent for run in runs}
+    for row in rows:
+        agent = agents.get((row.scenario, row.model, row.method)) or {}
+        if "demos" in agent:
+            row.agent_demos = int(agent["demos"])
+        if "instructions_changed" in agent:
+            row.agent_instructions_changed = bool(agent["instructions_changed"])
+    return rows
+
+
 def format_table(rows: list[ReportRow]) -> str:
-    header = ("scenario", "model", "method", "n", "score", "Δ vs baseline", "95% CI", "LM calls", "tokens in/out")
+    """The report as text; the agent column says which rows are the control or an unchanged zero-shot agent."""
+    header = (
+        "scenario", "model", "method", "n", "score", "Δ vs baseline", "95% CI", "LM calls", "tokens in/out", "agent",
+    )  # fmt: skip
     lines = [header]
-    for r in rows:
+    for r in in_display_order(rows):
         calls = r.usage.get("dspy_lm_calls")
         tokens_in = r.usage.get("dspy_prompt_tokens") or r.usage.get("num_prompt_tokens", 0)
         tokens_out = r.usage.get("dspy_completion_tokens") or r.usage.get("num_output_tokens", 0)
@@ -155,16 +247,47 @@ def format_table(rows: list[ReportRow]) -> str:
                 "" if r.method == BASELINE else f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
                 f"{calls:.0f}" if calls is not None else f"{r.n}",
                 f"{tokens_in:.0f}/{tokens_out:.0f}",
+                r.note,
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+    table = "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+    return table + "".join(f"\n{line}" for line in footnotes(rows))
+
+
+def footnotes(rows: list[ReportRow]) -> list[str]:
+    """Why the marks matter, said once under the table (and in the plot's legend)."""
+    notes = []
+    if any(r.role == "control" for r in rows):
+        notes.append(
+            f"{CONTROL_NOTE}: the DSPy program with nothing optimized; "
+            "an optimizer helps only where it beats this row, not merely the baseline."
+        )
+    if any(r.unchanged_zero_shot for r in rows):
+        notes.append(
+            f"{UNCHANGED_NOTE}: the optimizer kept no demos and DSPy's default instruction, so the row "
+            "measures the zero-shot program (chain of thought by default), not optimization."
+        )
+    return notes
+
+
+def in_display_order(rows: list[ReportRow]) -> list[ReportRow]:
+    """Per scenario and model: baseline, then the control, then the optimizers (what each must beat comes first)."""
+    return sorted(rows, key=lambda r: (r.scenario, r.model, ROLE_ORDER[r.role]))
 
 
 def write_outputs(rows: list[ReportRow], suite_dir: Path) -> dict[str, Path]:
     import pandas as pd
 
-    records = [{**{k: v for k, v in asdict(r).items() if k != "usage"}, **r.usage} for r in rows]
+    records = [
+        {
+            **{k: v for k, v in asdict(r).items() if k != "usage"},
+            "role": r.role,
+            "unchanged_zero_shot": r.unchanged_zero_shot,
+            **r.usage,
+        }
+        for r in in_display_order(rows)
+    ]
     paths = {ext: suite_dir / f"helm_dspy_report.{ext}" for ext in ("csv", "json", "png")}
     _atomic(paths["png"], lambda p: plot(rows, p))  # first: the step most likely to fail leaves no CSV/JSON
     _atomic(paths["csv"], lambda p: pd.DataFrame(records).to_csv(p, index=False))
@@ -172,22 +295,31 @@ def write_outputs(rows: list[ReportRow], suite_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def plot(rows: list[ReportRow], path: str) -> None:
-    """Grouped bars (scenarios x methods) with 95% bootstrap error bars, one panel per base model."""
+def plot(rows: list[ReportRow], path: str) -> list[str]:
+    """Grouped bars (scenarios x methods) with 95% bootstrap error bars, one panel per base model.
+
+    Controls are labelled as such and bars of unchanged zero-shot agents are hatched, so no bar credits
+    optimization for what the zero-shot program did. Returns the legend labels of the first panel.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.patches import Patch
 
     models = sorted({r.model for r in rows})
     scenarios = sorted({r.scenario for r in rows})
-    methods = [BASELINE] + sorted({r.method for r in rows} - {BASELINE})
+    others = {r.method for r in rows} - {BASELINE}
+    controls = sorted(m for m in others if m.startswith(ZERO_SHOT_PREFIX))
+    methods = [BASELINE, *controls, *sorted(others - set(controls))]
+    labels: list[str] = []
     figure, axes = plt.subplots(
         len(models), 1, figsize=(max(6, 2.2 * len(scenarios) + 2), 3.6 * len(models)), squeeze=False
     )
     width = 0.8 / len(methods)
     for axis, model in zip(axes[:, 0], models, strict=True):
+        handles = []  # plain swatches: a method's key must not look hatched because its first bar is
         for index, method in enumerate(methods):
             found = {r.scenario: r for r in rows if r.model == model and r.method == method}
             heights = [found[s].score if s in found else np.nan for s in scenarios]
@@ -196,21 +328,36 @@ def plot(rows: list[ReportRow], path: str) -> None:
                 [found[s].score_ci_high - found[s].score if s in found else 0 for s in scenarios],
             ]
             label = "HELM prompt (baseline)" if method == BASELINE else METHOD_DISPLAY.get(method, method)
+            if method in controls:
+                label += " (control)"
             positions = np.arange(len(scenarios)) + (index - (len(methods) - 1) / 2) * width
-            axis.bar(positions, heights, width, yerr=errors, capsize=3, label=label)
+            bars = axis.bar(positions, heights, width, yerr=errors, capsize=3)
+            handles.append(Patch(facecolor=bars.patches[0].get_facecolor(), label=label))
+            for bar, scenario in zip(bars.patches, scenarios, strict=True):
+                if scenario in found and found[scenario].unchanged_zero_shot:
+                    bar.set_hatch(HATCH)
+                    bar.set_edgecolor("black")
+        if any(r.unchanged_zero_shot for r in rows if r.model == model):
+            key = f"hatched: agent {UNCHANGED_NOTE}, not optimized"
+            handles.append(Patch(facecolor="white", edgecolor="black", hatch=HATCH, label=key))
         axis.set_xticks(np.arange(len(scenarios)), scenarios, fontsize=8)
         axis.set_ylim(0, 1.05)
         axis.set_ylabel("score (main metric)")
         axis.set_title(model)
-        axis.legend(fontsize=7, ncols=min(3, len(methods)), loc="upper center", bbox_to_anchor=(0.5, -0.12))
+        legend = axis.legend(
+            handles=handles, fontsize=7, ncols=min(3, len(handles)), loc="upper center", bbox_to_anchor=(0.5, -0.12)
+        )
+        labels = labels or [text.get_text() for text in legend.get_texts()]
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=120, bbox_inches="tight")
     plt.close(figure)
+    return labels
 
 
 def _atomic(path: Path, write) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
+    """``write`` a temp file beside ``path``, then rename it: made with mode 0666 less the umask, as open() would."""
+    temp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(temp)
         os.replace(temp, path)
@@ -221,6 +368,6 @@ def _atomic(path: Path, write) -> None:
 
 def report(suite: str, output_path: str = "benchmark_output", metric: str | None = None, seed: int = 0):
     runs = read_suite(output_path, suite, metric)
-    rows = compare(runs, seed)
+    rows = attach_agents(compare(runs, seed), runs)
     paths = write_outputs(rows, Path(output_path) / "runs" / suite)
     return rows, paths

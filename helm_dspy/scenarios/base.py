@@ -7,6 +7,9 @@ a seeded holdout, a valid split carved when upstream has none, and the leakage g
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from helm.benchmark.scenarios.scenario import TEST_SPLIT, TRAIN_SPLIT, VALID_SPLIT, Instance
 
 from helm_dspy.data import mirror
@@ -64,6 +67,8 @@ class OptimizableScenario:
 
     def get_instances(self, output_path: str) -> list[Instance]:
         test = self._test_instances(output_path)
+        # helm-run writes the description into the run's scenario.json: record the mirror files' hashes there
+        self.description = mirror.describe_with_files(type(self).description, self.name)
         if self.holdout is None:
             return test
         return carve_holdout(test, self.holdout, self.holdout_seed, self.valid_fraction)[2]
@@ -101,3 +106,21 @@ class OptimizableScenario:
         if dropped_train or dropped_valid:
             sources["dropped"] = f"{dropped_train} train and {dropped_valid} valid repeat a test input"
         return Splits(train, valid, test, sources)
+
+
+@contextmanager
+def download_errors(scenario: str, upstream: str, mirror_file: str) -> Iterator[None]:
+    """Turn a failed download (no network, a firewall, an HTTP error) into one line naming the mirror fix.
+
+    HELM's ``ensure_file_downloaded`` (urllib) and ``datasets.load_dataset`` fail with OSError subclasses
+    (URLError, ConnectionError, DatasetNotFoundError) that would otherwise end ``helm-run`` and ``optimize``
+    in a traceback.
+    """
+    try:
+        yield
+    except OSError as error:
+        detail = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+        raise UserError(
+            f"{scenario}: could not download {upstream} ({detail}); without network, point {mirror.DATA_DIR_ENV} "
+            f"(or --data-dir) at a data mirror holding {scenario}/{mirror_file}"
+        ) from None

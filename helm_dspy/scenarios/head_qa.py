@@ -15,7 +15,7 @@ from helm.benchmark.scenarios.scenario import Instance
 from helm_dspy.data import mirror
 from helm_dspy.data.mirror import SourceFile
 from helm_dspy.errors import UserError
-from helm_dspy.scenarios.base import OptimizableScenario
+from helm_dspy.scenarios.base import OptimizableScenario, download_errors
 
 SCENARIO = "head_qa"
 _URL = "https://github.com/aghie/head-qa (HEAD_EN.zip, member HEAD_EN/{}_HEAD_EN.json)"
@@ -57,7 +57,9 @@ def _serve_as_test_split(hf_split: str, dataset_path: str, language: str):
     else:
         from datasets import load_dataset
 
-        rows = load_dataset(dataset_path, language)[hf_split]
+        upstream = f"huggingface.co/datasets/{dataset_path} config {language!r}"
+        with download_errors(SCENARIO, upstream, HF_SPLIT_FILES[hf_split].relative_path):
+            rows = load_dataset(dataset_path, language)[hf_split]
     with _PATCH_LOCK, mock.patch.object(headqa_scenario, "load_dataset", lambda *args, **kwargs: {"test": rows}):
         yield
 

@@ -13,7 +13,7 @@ from helm.benchmark.scenarios.scenario import TEST_SPLIT, Instance
 
 from helm_dspy.data import mirror
 from helm_dspy.data.mirror import SourceFile
-from helm_dspy.scenarios.base import OptimizableScenario
+from helm_dspy.scenarios.base import OptimizableScenario, download_errors
 
 SCENARIO = "medbullets"
 COLUMNS = ("question", "opa", "opb", "opc", "opd", "ope", "answer_idx")
@@ -31,7 +31,8 @@ class MedBulletsDSPyScenario(OptimizableScenario, MedBulletsScenario):
         root = mirror.data_dir()
         if root is None:
             os.makedirs(output_path, exist_ok=True)
-            path = self.download_csv(output_path, "_op5")  # HELM's cached download
+            with download_errors(SCENARIO, TEST_FILE.url, TEST_FILE.relative_path):
+                path = self.download_csv(output_path, "_op5")  # HELM's cached download
         else:
             path = str(mirror.locate(TEST_FILE))
         mirror.check_csv_columns(TEST_FILE, path)

@@ -16,7 +16,7 @@ from helm.common.general import ensure_file_downloaded
 from helm_dspy.data import mirror
 from helm_dspy.data.mirror import SourceFile
 from helm_dspy.errors import UserError
-from helm_dspy.scenarios.base import OptimizableScenario
+from helm_dspy.scenarios.base import OptimizableScenario, download_errors
 
 SCENARIO = "medcalc_bench"
 _REPO = "https://raw.githubusercontent.com/ncbi-nlp/MedCalc-Bench/version-1.0"
@@ -45,7 +45,8 @@ class MedCalcBenchDSPyScenario(OptimizableScenario, MedCalcBenchScenario):
 
     def load_test(self, output_path: str) -> list[Instance]:
         if mirror.data_dir() is None:
-            instances = MedCalcBenchScenario.get_instances(self, output_path, self.version)
+            with download_errors(SCENARIO, hf_dataset(self.version), TEST_FILE.relative_path):
+                instances = MedCalcBenchScenario.get_instances(self, output_path, self.version)
         else:
             instances = self.process_csv(self._mirror_rows(TEST_FILE), TEST_SPLIT)
         return [replace(instance, id=str(instance.id)) for instance in instances]
@@ -64,8 +65,10 @@ class MedCalcBenchDSPyScenario(OptimizableScenario, MedCalcBenchScenario):
             from datasets import load_dataset
 
             demos_path = Path(output_path) / ONE_SHOT_FILE.relative_path
-            ensure_file_downloaded(source_url=ONE_SHOT_FILE.url, target_path=str(demos_path), unpack=False)
-            test_rows = list(load_dataset(f"ncbi/MedCalc-Bench-{self.version or 'v1.0'}", split="test"))
+            with download_errors(SCENARIO, ONE_SHOT_FILE.url, ONE_SHOT_FILE.relative_path):
+                ensure_file_downloaded(source_url=ONE_SHOT_FILE.url, target_path=str(demos_path), unpack=False)
+            with download_errors(SCENARIO, hf_dataset(self.version or "v1.0"), TEST_FILE.relative_path):
+                test_rows = list(load_dataset(f"ncbi/MedCalc-Bench-{self.version or 'v1.0'}", split="test"))
         else:
             demos_path = mirror.locate(ONE_SHOT_FILE)
             test_rows = self._mirror_rows(TEST_FILE)
@@ -78,12 +81,13 @@ class MedCalcBenchDSPyScenario(OptimizableScenario, MedCalcBenchScenario):
         if mirror.data_dir() is None:
             from datasets import load_dataset
 
-            return list(load_dataset(f"ncbi/MedCalc-Bench-{self.version or 'v1.0'}", split="train"))
+            with download_errors(SCENARIO, hf_dataset(self.version or "v1.0"), TRAIN_ZIP.relative_path):
+                return list(load_dataset(f"ncbi/MedCalc-Bench-{self.version or 'v1.0'}", split="train"))
         root = mirror.data_dir()
         if TRAIN_FILE.mirror_path(root).is_file():
-            return mirror.read_csv_rows(TRAIN_FILE, TRAIN_FILE.mirror_path(root))
+            return mirror.read_csv_rows(TRAIN_FILE, mirror.locate(TRAIN_FILE))  # locate verifies it
         if TRAIN_ZIP.mirror_path(root).is_file():
-            return read_zipped_csv(TRAIN_ZIP, TRAIN_ZIP.mirror_path(root))
+            return read_zipped_csv(TRAIN_ZIP, mirror.locate(TRAIN_ZIP))
         return None
 
     def _mirror_rows(self, source: SourceFile) -> list[dict]:
@@ -93,6 +97,11 @@ class MedCalcBenchDSPyScenario(OptimizableScenario, MedCalcBenchScenario):
                 f"use version=v1.0 or unset {mirror.DATA_DIR_ENV} to download it"
             )
         return mirror.read_csv_rows(source, mirror.locate(source))
+
+
+def hf_dataset(version: str | None) -> str:
+    """Where HELM's ``load_dataset`` reads MedCalc-Bench (unversioned: HELM's own test split)."""
+    return f"huggingface.co/datasets/ncbi/MedCalc-Bench{'-' + version if version else ''}"
 
 
 def one_shot_row(calc_id: str, demo: dict, test_row: dict) -> dict:

@@ -10,7 +10,7 @@ from helm.common.hierarchical_logger import hlog
 
 from helm_dspy.data import mirror
 from helm_dspy.data.mirror import SourceFile
-from helm_dspy.scenarios.base import OptimizableScenario
+from helm_dspy.scenarios.base import OptimizableScenario, download_errors
 
 SCENARIO = "medec"
 _BASE = f"https://raw.githubusercontent.com/abachaa/MEDEC/{MedecScenario.GIT_HASH}/MEDEC-MS"
@@ -42,7 +42,8 @@ class MedecDSPyScenario(OptimizableScenario, MedecScenario):
         if root is None:
             os.makedirs(output_path, exist_ok=True)
             try:
-                path = self.download_csv(source.url, output_path, cache_name)  # HELM's cached download
+                with download_errors(SCENARIO, source.url, source.relative_path):
+                    path = self.download_csv(source.url, output_path, cache_name)  # HELM's cached download
             except Exception as error:  # the training CSV is optional: use it only "when reachable"
                 if required:
                     raise
