@@ -5,6 +5,5 @@ Importing the package registers the plugin, so ``helm-run --plugins helm_dspy`` 
 imports (about 0.6 s, measured by ``benchmarks/import_time.py``); no data, model or network is touched.
 """
 
-__version__ = "0.1.0"
-
 from helm_dspy import plugin  # noqa: E402,F401  (registration happens at import)
+from helm_dspy.version import __version__  # noqa: E402,F401

@@ -35,7 +35,7 @@ def run_specs_for(entry: str):
     from helm.benchmark.run_spec_factory import construct_run_specs
     from helm.common.object_spec import parse_object_spec
 
-    import helm_dspy.run_specs  # noqa: F401  (our run specs and expanders)
+    import helm_dspy.plugin  # noqa: F401  (our run specs and expanders)
 
     return construct_run_specs(parse_object_spec(entry))
 
@@ -134,7 +134,7 @@ def pickled_agent(path: Path) -> Path:
 def test_pickle_named_json_is_refused_without_unpickling(tmp_path, monkeypatch):
     import pickle
 
-    from helm_dspy.optimize.program import load_program
+    from helm_dspy.core.program import load_program
 
     agent = pickled_agent(tmp_path / f"{BFRS}.json")
     monkeypatch.setattr(pickle, "loads", lambda *args, **kwargs: pytest.fail("unpickled"))
@@ -198,7 +198,7 @@ def test_failed_download_is_one_line_before_any_run(offline, scenario, upstream,
 
 
 def test_failed_download_in_optimize_is_a_user_error(offline, tmp_path):
-    from helm_dspy.client.helm_lm import HelmSession
+    from helm_dspy.bridge.session import HelmSession
     from helm_dspy.optimize.dataset import prepare
 
     for entry in ("medbullets", "medcalc_bench:holdout=20"):
@@ -282,7 +282,7 @@ def lock_workspace(mirror_dir, tmp_path_factory) -> Path:
 
 
 def optimize_options(root: Path, model: str = "scripted/oracle"):
-    from helm_dspy.optimize.methods import MethodSettings
+    from helm_dspy.core.methods import MethodSettings
     from helm_dspy.optimize.run import OptimizeOptions
 
     return OptimizeOptions(
@@ -479,7 +479,7 @@ def test_report_hints_run_as_given(use_mirror, tmp_path):
 
 
 def test_agent_manifest_and_report_files_follow_the_umask(tmp_path):
-    from helm_dspy.optimize.program import write_json_atomic
+    from helm_dspy.core.files import write_json_atomic
     from helm_dspy.report.report import _atomic
 
     for umask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):

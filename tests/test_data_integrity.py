@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from conftest import run_command
 
-from helm_dspy.data import check, mirror
+from helm_dspy.data import mirror
 from helm_dspy.data.known_files import KNOWN_FILES, UNVERIFIED_FILES
 from helm_dspy.scenarios import head_qa, medbullets, medcalc_bench, medec
+from helm_dspy.scenarios import mirror_check as check
 
 MEDEC_TEST = "MEDEC-MS-TestSet-with-GroundTruth-and-ErrorType.csv"
 CASES = {
@@ -196,7 +197,7 @@ def test_optimize_manifest_records_modified_file(mirror_dir, tmp_path, monkeypat
     """With the opt-in, optimizing on the cut file works and the manifest names the bytes it used."""
     from test_optimize import write_deployment
 
-    from helm_dspy.optimize.methods import MethodSettings
+    from helm_dspy.core.methods import MethodSettings
     from helm_dspy.optimize.run import OptimizeOptions, optimize
 
     root = corrupt(mirror_dir, tmp_path, "medbullets_cut_in_half")

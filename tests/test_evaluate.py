@@ -16,8 +16,10 @@ import pytest
 from conftest import REPO_ROOT, run_command
 from test_optimize import write_deployment
 
-from helm_dspy.optimize.methods import MethodSettings
+from helm_dspy.core.methods import MethodSettings
 from helm_dspy.optimize.run import OptimizeOptions, optimize
+
+pytestmark = pytest.mark.slow  # helm-run, helm-summarize and Chromium
 
 ENTRY = "medbullets:model=scripted/oracle,holdout=0.2"
 SEED_AGENT = REPO_ROOT.parent / "shared" / "reference" / "seed-agents" / "medbullets" / "gpt-4o" / "MIPROv2.json"
@@ -55,7 +57,7 @@ def run_stats(root: Path, suite: str, run_name: str) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def workspace(mirror_dir, tmp_path_factory) -> Path:
-    from helm_dspy.client.helm_lm import HelmSession
+    from helm_dspy.bridge.session import HelmSession
     from helm_dspy.optimize.dataset import prepare, render, to_examples
 
     os.environ["HELM_DSPY_DATA_DIR"] = str(mirror_dir)
@@ -252,7 +254,8 @@ def test_unparsable_answer_scores_zero_and_is_counted(workspace):
 def test_agent_from_pinned_url(workspace, tmp_path, monkeypatch):
     import hashlib
 
-    from helm_dspy.client.agents import resolve_agent
+    import helm_dspy.core.agents as agents
+    from helm_dspy.core.agents import AgentStore
     from helm_dspy.errors import UserError
 
     url = f"file://{SEED_AGENT.parent.parent}/{{model}}/{{method}}.json"
@@ -262,17 +265,16 @@ def test_agent_from_pinned_url(workspace, tmp_path, monkeypatch):
     resolved = url.format(model="gpt-4o", method="MIPROv2")
     monkeypatch.setenv("HELM_DSPY_AGENT_PINS", str(pins))
     pins.write_text(json.dumps({resolved: hashlib.sha256(SEED_AGENT.read_bytes()).hexdigest()}))
-    import helm_dspy.client.agents as agents
-
     monkeypatch.setattr(agents, "CACHE_DIR", tmp_path / "cache")
-    path = resolve_agent("medbullets", "gpt-4o", "MIPROv2")
+    store = AgentStore.from_env()
+    path = store.resolve("medbullets", "gpt-4o", "MIPROv2")
     assert path.read_bytes() == SEED_AGENT.read_bytes()
     pins.write_text(json.dumps({resolved: "0" * 64}))
     with pytest.raises(UserError, match="but the pin says"):
-        resolve_agent("medbullets", "gpt-4o", "MIPROv2")
+        store.resolve("medbullets", "gpt-4o", "MIPROv2")
     pins.write_text("{}")
     with pytest.raises(UserError, match="is not pinned"):
-        resolve_agent("medbullets", "gpt-4o", "MIPROv2")
+        store.resolve("medbullets", "gpt-4o", "MIPROv2")
 
 
 @pytest.mark.parametrize("conf", ["medhelm_dspy_grid.conf", "medhelm_dspy_grid_offline.conf"])
@@ -282,7 +284,7 @@ def test_grid_conf_builds_every_run(workspace, conf, monkeypatch):
     from helm.benchmark.run_spec_factory import construct_run_specs
     from helm.common.object_spec import parse_object_spec
 
-    from helm_dspy.client.helm_lm import HelmSession
+    from helm_dspy.bridge.session import HelmSession
 
     HelmSession(str(workspace / "prod_env"))
     agents = workspace / "grid-agents"
@@ -373,7 +375,7 @@ def test_client_keeps_system_messages_honours_temperature_and_is_thread_safe(wor
     from helm.common.cache import SqliteCacheConfig
     from helm.common.request import Request
 
-    from helm_dspy.client.agent_client import DSPyAgentClient
+    from helm_dspy.evaluate.agent_client import DSPyAgentClient
 
     monkeypatch.setenv("HELM_DSPY_AGENTS", str(workspace / "agents"))
     cache = SqliteCacheConfig(str(workspace / "prod_env" / "cache" / "direct.sqlite"))

@@ -22,7 +22,7 @@ ENTRY = "medbullets:holdout=0.2"
 HELM_ATTEMPTS = 5
 """HELM's AutoClient sends a failing request this many times (helm.proxy.retry.retry_request)."""
 
-pytestmark = pytest.mark.usefixtures("mirror_dir")
+pytestmark = [pytest.mark.usefixtures("mirror_dir"), pytest.mark.slow]  # subprocesses against a local server
 
 
 def fresh_key() -> str:

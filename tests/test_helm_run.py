@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import run_command
 
+pytestmark = pytest.mark.slow  # helm-run on the four scenarios
+
 ENTRIES = ["medcalc_bench", "medec", "head_qa", "medbullets"]
 
 
@@ -129,7 +131,12 @@ print(before, functions["medec"].__module__, "dspy" in RUN_EXPANDERS, heavy)
 """
     result = run_command(["python", "-c", script], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["helm.benchmark.run_specs.medhelm_run_specs", "helm_dspy.run_specs", "True", "[]"]
+    assert result.stdout.split() == [
+        "helm.benchmark.run_specs.medhelm_run_specs",
+        "helm_dspy.scenarios.run_specs",
+        "True",
+        "[]",
+    ]
 
 
 def test_plugins_flag_also_works(mirror_dir, tmp_path):

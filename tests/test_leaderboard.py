@@ -54,7 +54,7 @@ def entry(group: str, method: str) -> str:
 @pytest.fixture(scope="module")
 def workspace(mirror_dir, tmp_path_factory) -> Path:
     """The scripted model answers Medbullets right (HELM's prompt and DSPy's) and the other scenarios wrong."""
-    from helm_dspy.client.helm_lm import HelmSession
+    from helm_dspy.bridge.session import HelmSession
     from helm_dspy.optimize.dataset import prepare, render, to_examples
 
     os.environ["HELM_DSPY_DATA_DIR"] = str(mirror_dir)
@@ -238,7 +238,7 @@ def test_row_key_drops_only_the_scenario_suffix_of_a_derived_deployment():
     """Model names may contain "@" (google/text-bison@001): only the suffix register_derived adds is dropped."""
     from helm.benchmark.config_registry import register_builtin_configs_from_helm_package
 
-    from helm_dspy.client.derived import derived_model_name, leaderboard_deployment, register_derived
+    from helm_dspy.evaluate.derived import derived_model_name, leaderboard_deployment, register_derived
 
     register_builtin_configs_from_helm_package()
     base = "google/text-bison@001"

@@ -32,7 +32,7 @@ def local_model_available():
 def test_local_deployment_answers_with_its_own_tokens(local_model_available, tmp_path):
     from helm.common.request import Request
 
-    from helm_dspy.client.helm_lm import HelmSession
+    from helm_dspy.bridge.session import HelmSession
     from helm_dspy.local.deployment import LOCAL_MODEL
 
     session = HelmSession(str(tmp_path / "prod_env"))

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helm_dspy.core.methods import MethodSettings
 from helm_dspy.errors import UserError
-from helm_dspy.optimize.methods import MethodSettings
 from helm_dspy.optimize.run import OptimizeOptions, optimize
 
 SCENARIO = "medbullets:holdout=0.2"
@@ -50,7 +50,7 @@ def workspace(mirror_dir, tmp_path_factory):
     """A prod_env with scripted deployments and the gold answers for every rendered medbullets prompt."""
     import os
 
-    from helm_dspy.client.helm_lm import HelmSession
+    from helm_dspy.bridge.session import HelmSession
     from helm_dspy.optimize.dataset import prepare
 
     os.environ["HELM_DSPY_DATA_DIR"] = str(mirror_dir)
@@ -298,7 +298,7 @@ def test_tokens_counted_by_the_deployments_helm_tokenizer(workspace):
 @pytest.mark.parametrize("entry,train_valid", [("simple_mcqa", 11), ("simple_mcqa:holdout=20", 20)])
 def test_any_helm_run_spec_can_be_optimized(workspace, entry, train_valid):
     """HELM's own simple_mcqa (train split 11 questions; or a holdout of its test split), not one of our four."""
-    from helm_dspy.client.helm_lm import HelmSession
+    from helm_dspy.bridge.session import HelmSession
     from helm_dspy.optimize.dataset import prepare
 
     data = prepare(entry, "scripted/oracle", HelmSession(str(workspace / "prod_env")), str(workspace / "out"))

@@ -8,9 +8,12 @@ import signal
 import subprocess
 import time
 
+import pytest
 from conftest import BIN, OFFLINE_ENV, REPO_ROOT, run_command
 from test_evaluate import cache_rows
 from test_optimize import write_deployment
+
+pytestmark = pytest.mark.slow  # a quickstart subprocess interrupted
 
 BASELINE_RUN = "medbullets:model=scripted_oracle,holdout=0.2"
 

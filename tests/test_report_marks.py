@@ -24,7 +24,9 @@ def write_run(suite: Path, slug: str | None, scores: list[float], agent: tuple[i
     name = f"medbullets:model={model.replace('/', '_')},holdout=0.2"
     folder = suite / name
     folder.mkdir(parents=True)
-    (folder / "run_spec.json").write_text(json.dumps({"name": name, "adapter_spec": {"model": model}}))
+    scenario_spec = {"class_name": "helm_dspy.scenarios.medbullets.MedBulletsDSPyScenario", "args": {"holdout": "0.2"}}
+    spec = {"name": name, "scenario_spec": scenario_spec, "adapter_spec": {"model": model}}
+    (folder / "run_spec.json").write_text(json.dumps(spec))
 
     def stat(metric: str, value: float) -> dict:
         return {"name": {"name": metric, "split": "test"}, "count": 1, "sum": value, "min": value, "max": value}
@@ -140,9 +142,9 @@ def test_usage_metric_reports_the_agent_only_when_the_client_did():
 def test_describe_program_is_shared_by_optimize_and_the_client():
     import dspy
 
-    from helm_dspy.client import agent_client
+    from helm_dspy.core.program import build_program, describe_program
+    from helm_dspy.evaluate import agent_client
     from helm_dspy.optimize import run
-    from helm_dspy.optimize.program import build_program, describe_program
 
     assert run.describe_program is describe_program is agent_client.describe_program
     program = build_program("cot")
@@ -153,13 +155,12 @@ def test_describe_program_is_shared_by_optimize_and_the_client():
 
 def test_quickstart_evaluates_the_zero_shot_cot_control_without_optimizing_it(tmp_path, monkeypatch):
     from helm_dspy.quickstart import run as quickstart_run
-    from helm_dspy.report import report as report_module
 
     commands: list[list[str]] = []
     optimized: list[tuple[str, str]] = []
-    monkeypatch.setattr(quickstart_run, "_run", lambda command, log: commands.append(command))
+    monkeypatch.setattr(quickstart_run, "_run", lambda command, log, env=None: commands.append(command))
     monkeypatch.setattr(quickstart_run, "_optimize_once", lambda o, entry, method: optimized.append((entry, method)))
-    monkeypatch.setattr(report_module, "report", lambda suite, output: ([], {"csv": "c", "json": "j", "png": "p"}))
+    monkeypatch.setattr(quickstart_run, "report", lambda suite, output: ([], {"csv": "c", "json": "j", "png": "p"}))
     monkeypatch.setenv("HELM_DSPY_AGENTS", "agents")
     options = quickstart_run.QuickstartOptions(
         model="m/x", scenarios=["medec", "head_qa"], output_path=str(tmp_path / "out"), agents_dir="agents"
@@ -193,9 +194,9 @@ def test_report_marks_only_the_unchanged_agent_end_to_end(mirror_dir, tmp_path):
     from test_evaluate import ENTRY
     from test_optimize import write_deployment
 
-    from helm_dspy.client.helm_lm import HelmSession
+    from helm_dspy.bridge.session import HelmSession
+    from helm_dspy.core.methods import MethodSettings
     from helm_dspy.optimize.dataset import prepare, render, to_examples
-    from helm_dspy.optimize.methods import MethodSettings
     from helm_dspy.optimize.run import OptimizeOptions, optimize
 
     os.environ["HELM_DSPY_DATA_DIR"] = str(mirror_dir)

@@ -1,4 +1,4 @@
-"""The scripted HELM client (tests/scripted_client.py), driven through HELM's AutoClient and a DSPy LM."""
+"""The scripted HELM client (tests/scripted_client.py), driven through the product's LM bridge and HELM's AutoClient."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import json
 import dspy
 import pytest
 import yaml
-from dspy.lm15 import Message, Response, TextPart, Usage
-from dspy.utils.exceptions import LMError
 from helm.common.request import Request as HelmRequest
 from scripted_client import GARBAGE, MAGIC_INSTRUCTION, REASONING, UNKNOWN, WRONG, ScriptedClient
+
+from helm_dspy.bridge.lm import HelmEngine, HelmLM, UsageCounter
+from helm_dspy.bridge.session import HelmSession
 
 QUESTIONS = {
     "What is 2 + 2?": "4",
@@ -27,58 +28,22 @@ DEMO = dspy.Example(inputs="Demo question?", reasoning="Demo reasoning.", output
 DEPLOYMENTS = {"scripted/oracle": "oracle", "scripted/always-right": "always_right", "scripted/garbage": "garbage"}
 
 
-class HelmEngine:
-    """Minimal DSPy 3.4 engine: one DSPy call -> one HELM Request through AutoClient (the product has its own)."""
+class RecordingEngine(HelmEngine):
+    """The product's engine, keeping each HELM result so the tests can look at what the scripted client said."""
 
-    def __init__(self, client, deployment: str):
-        self.client = client
-        self.deployment = deployment
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.results = []
 
-    def complete(self, request) -> Response:
-        messages = []
-        if request.system:
-            system = request.system if isinstance(request.system, str) else "".join(p.text for p in request.system)
-            messages.append({"role": "system", "content": system})
-        messages += [{"role": m.role, "content": m.text or ""} for m in request.messages]
-        config = request.config
-        result = self.client.make_request(
-            HelmRequest(
-                model_deployment=self.deployment,
-                model=self.deployment,
-                messages=messages,
-                temperature=0.0 if config.temperature is None else config.temperature,
-                max_tokens=config.max_tokens or 1000,
-                stop_sequences=list(config.stop or ()),
-            )
-        )
+    def _send(self, helm_request):
+        result = super()._send(helm_request)
         self.results.append(result)
-        if not result.success:
-            raise LMError(f"HELM request failed: {result.error}")
-        text = result.completions[0].text if result.completions else ""
-        return Response(
-            id=None,
-            model=request.model,
-            message=Message.assistant([TextPart(text)]),
-            finish_reason="stop",
-            usage=Usage(input_tokens=None, output_tokens=None),
-        )
-
-    def close(self) -> None:
-        pass
+        return result
 
 
 @pytest.fixture(scope="module")
-def helm_client(tmp_path_factory):
-    """AutoClient over a tmp prod_env declaring the scripted deployments, with its own sqlite request cache."""
-    from helm.benchmark import model_deployment_registry
-    from helm.benchmark.config_registry import (
-        register_builtin_configs_from_helm_package,
-        register_configs_from_directory,
-    )
-    from helm.clients.auto_client import AutoClient
-    from helm.common.cache_backend_config import SqliteCacheBackendConfig
-
+def helm_client(tmp_path_factory) -> HelmSession:
+    """The product's HELM session over a tmp prod_env declaring the scripted deployments (own sqlite cache)."""
     root = tmp_path_factory.mktemp("scripted")
     answers = root / "answers.json"
     answers.write_text(json.dumps(QUESTIONS))
@@ -96,19 +61,12 @@ def helm_client(tmp_path_factory):
         for name, mode in DEPLOYMENTS.items()
     ]
     (prod_env / "model_deployments.yaml").write_text(yaml.safe_dump({"model_deployments": deployments}))
-    if "simple/model1" not in model_deployment_registry.DEPLOYMENT_NAME_TO_MODEL_DEPLOYMENT:
-        register_builtin_configs_from_helm_package()  # not idempotent: once per process
-    register_configs_from_directory(str(prod_env))  # a fresh folder; the last registration of a name wins
-    cache = root / "cache"
-    cache.mkdir()  # sqlitedict needs the folder
-    return AutoClient(
-        credentials={}, file_storage_path=str(cache), cache_backend_config=SqliteCacheBackendConfig(str(cache))
-    )
+    return HelmSession(str(prod_env))
 
 
-def make_lm(helm_client, deployment: str = "scripted/oracle") -> tuple[dspy.LM, HelmEngine]:
-    engine = HelmEngine(helm_client, deployment)
-    lm = dspy.LM(f"helm/{deployment}", engine=engine, cache=False, num_retries=0, temperature=0.0, max_tokens=200)
+def make_lm(helm_client: HelmSession, deployment: str = "scripted/oracle") -> tuple[dspy.LM, RecordingEngine]:
+    engine = RecordingEngine(helm_client, deployment, UsageCounter())
+    lm = HelmLM(f"helm/{deployment}", engine=engine, cache=False, num_retries=0, temperature=0.0, max_tokens=200)
     return lm, engine
 
 
@@ -220,7 +178,7 @@ def flat_prompt(signature, demos, inputs: str) -> str:
 
 
 def raw_call(helm_client, deployment="scripted/oracle", **request) -> str:
-    result = helm_client.make_request(HelmRequest(model_deployment=deployment, model=deployment, **request))
+    result = helm_client.client.make_request(HelmRequest(model_deployment=deployment, model=deployment, **request))
     assert result.success and len(result.completions) == 1
     return result.completions[0].text
 

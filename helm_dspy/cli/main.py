@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
 from pathlib import Path
 
-from helm_dspy import __version__
+import dspy  # noqa: F401  (configures its loggers on import; quiet_offline_noise adjusts them after)
+import nltk
+
+from helm_dspy.core.options import add_options, from_args
+from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
 from helm_dspy.secrets import install_log_redaction, redact
+
+# The commands' modules import HELM's metrics, which try to download NLTK data at import: they are imported
+# in build_parser and the handlers, after quiet_offline_noise() (see main), not here.
+from helm_dspy.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,86 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_quickstart_parser(verbs) -> None:
-    from helm_dspy.local.deployment import LOCAL_MODEL
-    from helm_dspy.quickstart.run import OPTIMIZERS, SCENARIOS
+    from helm_dspy.quickstart.run import QuickstartOptions
 
     quick = verbs.add_parser(
         "quickstart",
-        help="optimize and evaluate the four scenarios with the embedded local model (no API key, no network)",
-        description="Optimize (BFRS and MIPROv2 at 2-core budgets), helm-run baseline and methods on the same "
-        "held-out test instances, helm-summarize, and report, for medcalc_bench, medec, head_qa, medbullets. "
-        "Resumable: finished agents and runs are skipped and model calls are cached.",
+        help="optimize and evaluate the four scenarios with the embedded local model (no API key; "
+        "the network only for data when no mirror is set)",
+        description="Optimize (BFRS and MIPROv2 at 2-core budgets), helm-run baseline, the zero-shot CoT control and "
+        "methods on the same held-out test instances, helm-summarize, and report, for medcalc_bench, medec, head_qa, "
+        "medbullets. Resumable: finished agents and runs are skipped and model calls are cached.",
     )
-    quick.add_argument("--model", default=LOCAL_MODEL, help=f"HELM deployment to use (default {LOCAL_MODEL})")
-    quick.add_argument("--gguf", metavar="PATH", help="use this GGUF file instead (served as local/gguf)")
-    quick.add_argument("--n-ctx", type=int, help="context size of the local model (default 8192; env HELM_DSPY_N_CTX)")
-    quick.add_argument(
-        "--n-threads", type=int, help="llama.cpp threads (default: all usable CPUs; env HELM_DSPY_N_THREADS)"
-    )
-    quick.add_argument(
-        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of {','.join(SCENARIOS)}"
-    )
-    quick.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated optimize methods")
-    quick.add_argument("--max-eval-instances", type=int, default=5, help="test instances per run (default 5)")
-    quick.add_argument("--max-train", type=int, default=3, help="train examples per optimization (default 3)")
-    quick.add_argument("--max-val", type=int, default=3, help="validation examples per optimization (default 3)")
-    quick.add_argument(
-        "--max-tokens", type=int, default=384, help="output cap per DSPy call while optimizing (default 384)"
-    )
-    quick.add_argument("--suite", default="quickstart", help="helm-run suite name (default quickstart)")
-    quick.add_argument("--local-path", default="prod_env", help="HELM prod_env folder (default prod_env)")
-    quick.add_argument("--output-path", default="benchmark_output", help="HELM output folder")
-    quick.add_argument("--agents-dir", default="agents", help="where agents are written (default agents)")
-    add_data_dir_flag(quick)
-    quick.add_argument("--seed", type=int, default=1, help="seed for sampling and optimizers (default 1)")
-    quick.add_argument("--num-threads", type=int, default=1, help="parallel model calls (default 1: one local model)")
+    add_options(quick, QuickstartOptions)
     quick.set_defaults(handler=run_quickstart)
 
 
 def run_quickstart(args: argparse.Namespace) -> int:
-    import os
-
-    from helm_dspy.local.deployment import (
-        GGUF_ENV,
-        GGUF_MODEL,
-        LOCAL_MODEL,
-        N_CTX_ENV,
-        N_THREADS_ENV,
-        register_local_model,
-    )
-    from helm_dspy.local.weights import resolve_model_path
     from helm_dspy.quickstart.run import QuickstartOptions, quickstart
 
-    for flag in ("max_eval_instances", "max_train", "max_val", "max_tokens", "num_threads", "n_ctx", "n_threads"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
-    for flag, env in (("n_ctx", N_CTX_ENV), ("n_threads", N_THREADS_ENV)):
-        if getattr(args, flag) is not None:
-            os.environ[env] = str(getattr(args, flag))  # helm-run subprocesses read it at plugin import
-            register_local_model(LOCAL_MODEL, replace=True)
-    model = args.model
-    if args.gguf:
-        path = resolve_model_path(args.gguf)
-        os.environ[GGUF_ENV] = str(path)  # helm-run subprocesses register it at plugin import
-        register_local_model(GGUF_MODEL, str(path))
-        model = GGUF_MODEL
-    options = QuickstartOptions(
-        model=model,
-        scenarios=[s.strip() for s in args.scenarios.split(",") if s.strip()],
-        optimizers=[o.strip() for o in args.optimizers.split(",") if o.strip()],
-        max_eval_instances=args.max_eval_instances,
-        max_train=args.max_train,
-        max_val=args.max_val,
-        max_tokens=args.max_tokens,
-        suite=args.suite,
-        local_path=args.local_path,
-        output_path=args.output_path,
-        agents_dir=args.agents_dir,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        num_threads=args.num_threads,
-    )
-    quickstart(options)
+    quickstart(from_args(QuickstartOptions, args))
     return 0
 
 
@@ -175,7 +122,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def add_optimize_parser(verbs) -> None:
-    from helm_dspy.optimize.methods import METHOD_NAMES
+    from helm_dspy.optimize.run import OptimizeOptions
 
     opt = verbs.add_parser(
         "optimize",
@@ -184,101 +131,14 @@ def add_optimize_parser(verbs) -> None:
         "scenario's HELM metric, calling the model through HELM's deployments, credentials and cache. Writes "
         "AGENTS_DIR/<scenario>/<model>/<optimizer>.json (DSPy JSON state) and a .manifest.json beside it.",
     )
-    opt.add_argument(
-        "--scenario",
-        required=True,
-        help="a HELM run entry without model: medcalc_bench, medec, head_qa, medbullets (defaults to holdout=0.2), "
-        "or any run spec, e.g. mmlu:subject=anatomy,holdout=100",
-    )
-    opt.add_argument("--model", required=True, help="HELM model deployment to optimize for (as in helm-run model=)")
-    opt.add_argument("--optimizer", required=True, help=f"one of: {', '.join(METHOD_NAMES)}")
-    opt.add_argument(
-        "--prompt-model",
-        help="deployment for MIPROv2 instruction proposals, GEPA reflection, SIMBA rules (default --model)",
-    )
-    opt.add_argument("--agents-dir", default="agents", help="where agents are written (default: agents)")
-    opt.add_argument(
-        "--local-path",
-        default="prod_env",
-        help="HELM's prod_env folder: deployments, credentials, cache (default: prod_env)",
-    )
-    add_data_dir_flag(opt)
-    opt.add_argument(
-        "--output-path",
-        default="benchmark_output",
-        help="HELM output folder for scenario downloads (default: benchmark_output)",
-    )
-    opt.add_argument("--max-train", type=int, default=200, help="at most N train examples, seeded sample (default 200)")
-    opt.add_argument(
-        "--max-val", type=int, default=100, help="at most N validation examples, seeded sample (default 100)"
-    )
-    opt.add_argument("--seed", type=int, default=0, help="seed for sampling and optimizer randomness (default 0)")
-    opt.add_argument("--num-threads", type=int, default=4, help="parallel model calls (default 4)")
-    opt.add_argument("--program", choices=["cot", "predict"], help="program shape: ChainOfThought (default) or Predict")
-    opt.add_argument(
-        "--auto",
-        choices=["light", "medium", "heavy", "none"],
-        default="light",
-        help="MIPROv2/GEPA budget (default light); MIPROv2 with none uses --num-candidates and --num-trials",
-    )
-    opt.add_argument("--num-trials", type=int, help="MIPROv2 trials with --auto none (default 3)")
-    opt.add_argument("--max-bootstrapped-demos", type=int, default=3, help="bootstrapped demos per program (default 3)")
-    opt.add_argument("--max-labeled-demos", type=int, default=3, help="labeled demos per program (default 3)")
-    opt.add_argument(
-        "--num-candidates", type=int, help="BFRS candidate programs (default 16) / SIMBA candidates (default 6)"
-    )
-    opt.add_argument(
-        "--bsize", type=int, default=32, help="SIMBA mini-batch size (capped at the train size; default 32)"
-    )
-    opt.add_argument("--max-steps", type=int, default=8, help="SIMBA steps (default 8)")
-    opt.add_argument("--max-tokens", type=int, default=1024, help="output cap per DSPy call (default 1024)")
-    opt.add_argument("--dry-run", action="store_true", help="print how many LM calls the run would make; spend nothing")
-    opt.add_argument(
-        "--max-lm-calls", type=int, help="stop cleanly (writing nothing) after N calls that reach the model"
-    )
-    opt.add_argument("--force", action="store_true", help="overwrite an existing agent")
+    add_options(opt, OptimizeOptions)
     opt.set_defaults(handler=run_optimize)
 
 
 def run_optimize(args: argparse.Namespace) -> int:
-    from helm_dspy.optimize.methods import MethodSettings
     from helm_dspy.optimize.run import OptimizeOptions, optimize, summary_table
 
-    for flag in ("max_train", "max_val", "num_threads", "max_tokens", "bsize", "max_steps"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
-    settings = MethodSettings(
-        auto=args.auto,
-        max_bootstrapped_demos=args.max_bootstrapped_demos,
-        max_labeled_demos=args.max_labeled_demos,
-        num_candidates=args.num_candidates,
-        num_threads=args.num_threads,
-        seed=args.seed,
-        bsize=args.bsize,
-        max_steps=args.max_steps,
-        num_trials=args.num_trials,
-    )
-    if args.auto == "none" and args.optimizer == "GEPA":
-        raise UserError("GEPA needs --auto light, medium or heavy")
-    options = OptimizeOptions(
-        scenario=args.scenario,
-        model=args.model,
-        optimizer=args.optimizer,
-        prompt_model=args.prompt_model,
-        agents_dir=args.agents_dir,
-        local_path=args.local_path,
-        data_dir=args.data_dir,
-        output_path=args.output_path,
-        max_train=args.max_train,
-        max_val=args.max_val,
-        program=args.program,
-        max_tokens=args.max_tokens,
-        dry_run=args.dry_run,
-        max_lm_calls=args.max_lm_calls,
-        force=args.force,
-        settings=settings,
-    )
-    result = optimize(options)
+    result = optimize(from_args(OptimizeOptions, args))
     if result.agent_path is not None:
         print(summary_table(result))
     return 0
@@ -294,7 +154,7 @@ def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def run_data_check(args: argparse.Namespace) -> int:
-    from helm_dspy.data import check, mirror
+    from helm_dspy.scenarios import mirror_check as check
 
     mirror.set_data_dir(args.data_dir)
     if args.allow_modified_data:
@@ -309,25 +169,22 @@ def run_data_check(args: argparse.Namespace) -> int:
 
 
 def quiet_offline_noise() -> None:
-    """HELM's metric import retries NLTK's punkt_tab download (four error lines offline); DSPy logs every
-    evaluation at INFO and every failed example at ERROR. Keep stderr for our own messages."""
-    import functools
-    import io
-
-    import dspy  # noqa: F401  (configures its loggers on import; adjust them after)
-    import nltk
-
+    """DSPy logs every evaluation at INFO and every failed example at ERROR; HELM's reference metrics try to
+    download NLTK's punkt_tab when imported (four error lines offline). Keep stderr for our own messages."""
     logging.getLogger("dspy").setLevel(logging.WARNING)
     logging.getLogger("dspy.utils.parallelizer").setLevel(logging.CRITICAL)  # we count parse failures ourselves
     download = nltk.download
 
-    @functools.wraps(download)
     def quiet_download(*args, **kwargs):  # still downloads online, silently
         kwargs.setdefault("quiet", True)
         kwargs.setdefault("print_error_to", io.StringIO())  # nltk binds sys.stderr at definition time
         return download(*args, **kwargs)
 
     nltk.download = quiet_download
+    try:  # HELM calls install_nltk_resources() once, at this import; nltk is ours again afterwards
+        import helm.benchmark.metrics.evaluate_reference_metrics  # noqa: F401
+    finally:
+        nltk.download = download
 
 
 LOG_ENV = "HELM_DSPY_LOG"

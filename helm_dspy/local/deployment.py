@@ -83,3 +83,10 @@ def register_local_model(name: str = LOCAL_MODEL, model_path: str | None = None,
         )
     )
     deployments.register_model_deployment(deployment)
+
+
+def register_local_models() -> None:
+    """The embedded model, and ``$HELM_DSPY_GGUF`` as ``local/gguf`` when set (registry entries only)."""
+    register_local_model()  # the model loads at its first request
+    if os.environ.get(GGUF_ENV):
+        register_local_model(GGUF_MODEL, os.environ[GGUF_ENV])

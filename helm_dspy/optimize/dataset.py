@@ -17,8 +17,10 @@ from helm.benchmark.adaptation.request_state import RequestState
 from helm.benchmark.run_spec import RunSpec
 from helm.benchmark.scenarios.scenario import TEST_SPLIT, Instance, create_scenario, get_scenario_cache_path
 
-from helm_dspy.client.helm_lm import HelmSession
+from helm_dspy.bridge.session import HelmSession
+from helm_dspy.core.prompt import program_input
 from helm_dspy.errors import UserError
+from helm_dspy.scenarios.run_specs import with_scenario_args  # also registers our run specs and holdout=
 from helm_dspy.scenarios.splits import Splits
 
 DEFAULT_HOLDOUTS = {"medbullets": "0.2"}
@@ -55,8 +57,6 @@ def build_run_spec(entry: str, deployment_name: str, session: HelmSession) -> Ru
     from helm.benchmark.run_spec_factory import construct_run_specs
     from helm.common.object_spec import parse_object_spec
 
-    import helm_dspy.run_specs  # noqa: F401  (our scenario classes, fixed metrics, holdout= expander)
-
     deployment = session.deployment(deployment_name)
     try:
         spec = parse_object_spec(entry)
@@ -90,8 +90,6 @@ def build_run_spec(entry: str, deployment_name: str, session: HelmSession) -> Ru
 
 def load_splits(run_spec: RunSpec, output_path: str) -> Splits:
     """Train/valid/test through our scenario classes (any other scenario is wrapped for a holdout)."""
-    from helm_dspy.run_specs import with_scenario_args
-
     scenario_spec = with_scenario_args(run_spec.scenario_spec)
     scenario = create_scenario(scenario_spec)
     return scenario.get_splits(get_scenario_cache_path(output_path, scenario.name))
@@ -128,13 +126,6 @@ def render(run_spec: RunSpec, instances: list[Instance], session: HelmSession) -
     return [by_id[instance.id] for instance in instances]
 
 
-def prompt_text(state: RequestState) -> str:
-    request = state.request
-    if request.messages:
-        return "\n\n".join(message["content"] for message in request.messages)
-    return request.prompt
-
-
 def gold_output(state: RequestState) -> str:
     """The correct reference as HELM expects the completion: its letter for multiple choice."""
     correct = [reference for reference in state.instance.references if reference.is_correct]
@@ -149,9 +140,9 @@ def gold_output(state: RequestState) -> str:
 
 def to_examples(states: list[RequestState]) -> list[dspy.Example]:
     return [
-        dspy.Example(inputs=prompt_text(state), output=gold_output(state), instance_id=state.instance.id).with_inputs(
-            "inputs"
-        )
+        dspy.Example(
+            inputs=program_input(state.request), output=gold_output(state), instance_id=state.instance.id
+        ).with_inputs("inputs")
         for state in states
     ]
 

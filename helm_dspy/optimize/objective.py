@@ -11,21 +11,14 @@ import threading
 from dataclasses import replace
 
 import dspy
-from helm.benchmark.adaptation.adapter_spec import AdapterSpec
 from helm.benchmark.adaptation.request_state import RequestState
 from helm.benchmark.metrics.evaluate_reference_metrics import compute_reference_metrics
 from helm.benchmark.metrics.metric import MetricSpec, create_metric
 from helm.common.request import GeneratedOutput, RequestResult
 
+from helm_dspy.core.answers import adapter_spec_for_dspy
 from helm_dspy.optimize.dataset import OptimizationData
-
-MULTIPLE_CHOICE_PATTERN = r"(?s)\b([A-Z])\b(?!.*\b[A-Z]\b)"
-"""HELM ``output_mapping_pattern`` for DSPy answers to multiple-choice prompts: the last standalone
-capital letter, so "C", "C.", "(C) Praziquantel" and a paragraph ending "...the answer is C." all map to C.
-HELM's own baseline (max_tokens=1) needs no pattern; DSPy programs write more than one token."""
-
-MAIN_METRIC_OVERRIDES = {"medcalc_bench_accuracy": "medcalc_bench_accuracy_fixed"}
-"""Optimize on the corrected figure where HELM 0.5.16's is wrong."""
+from helm_dspy.scenarios.main_metric import main_metric_name
 
 BASIC_METRICS = (
     "helm.benchmark.metrics.basic_metrics.BasicGenerationMetric",
@@ -33,32 +26,12 @@ BASIC_METRICS = (
 )
 
 
-def adapter_spec_for_dspy(adapter_spec: AdapterSpec) -> AdapterSpec:
-    """The adapter spec DSPy answers are scored under (adds the multiple-choice letter pattern)."""
-    if adapter_spec.method.startswith("multiple_choice") and not adapter_spec.output_mapping_pattern:
-        return replace(adapter_spec, output_mapping_pattern=MULTIPLE_CHOICE_PATTERN)
-    return adapter_spec
-
-
-def main_metric_name(data: OptimizationData) -> str:
-    """The scenario's main metric (from its HELM metadata), corrected where HELM's is wrong."""
-    from helm.benchmark.scenarios.scenario import create_scenario
-
-    from helm_dspy.run_specs import with_scenario_args
-
-    try:
-        name = create_scenario(with_scenario_args(data.run_spec.scenario_spec)).get_metadata().main_metric
-    except Exception:  # scenarios without metadata
-        name = "exact_match"
-    return MAIN_METRIC_OVERRIDES.get(name, name)
-
-
 class HelmMetric:
     """Callable DSPy metric scoring ``pred.output`` with HELM's metric; GEPA gets textual feedback too."""
 
     def __init__(self, data: OptimizationData, metric_name: str | None = None):
         self.data = data
-        self.metric_name = metric_name or main_metric_name(data)
+        self.metric_name = metric_name or main_metric_name(data.run_spec.scenario_spec)
         self.adapter_spec = adapter_spec_for_dspy(data.run_spec.adapter_spec)
         self.reference_metric_names: list[str] = []
         self.metric_objects = []

@@ -11,21 +11,38 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from helm_dspy.client.agent_client import ZERO_SHOT_METHODS
+from helm_dspy.core.agents import AGENTS_ENV, DEFAULT_AGENTS_DIR
+from helm_dspy.core.methods import (
+    BootstrapFewShotWithRandomSearch,
+    MethodSettings,
+    MIPROv2,
+    ZeroShotCoT,
+    method_class,
+)
+from helm_dspy.core.options import option
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
-from helm_dspy.local.deployment import LOCAL_MODEL
-from helm_dspy.optimize.methods import MethodSettings
+from helm_dspy.helm_run_args import DEFAULT_LOCAL_PATH
+from helm_dspy.local.deployment import (
+    GGUF_ENV,
+    GGUF_MODEL,
+    LOCAL_MODEL,
+    N_CTX_ENV,
+    N_THREADS_ENV,
+    register_local_model,
+)
+from helm_dspy.local.weights import resolve_model_path
 from helm_dspy.optimize.run import OptimizeOptions, optimize
+from helm_dspy.report.report import format_table, report
 
 SCENARIOS = ("medcalc_bench", "medec", "head_qa", "medbullets")
-OPTIMIZERS = ("BootstrapFewShotWithRandomSearch", "MIPROv2")
-CONTROLS = ("zeroshot-cot",)
+OPTIMIZERS = (BootstrapFewShotWithRandomSearch.name, MIPROv2.name)
+CONTROLS = (ZeroShotCoT.name,)
 """Evaluated beside the optimizers, never optimized: an optimizer helps only where it beats the zero-shot program."""
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -41,12 +58,12 @@ def quickstart_entry(scenario: str) -> str:
 
 def small_budget(optimizer: str, seed: int, num_threads: int) -> MethodSettings:
     """Budgets for a 2-core CPU: BFRS with 1 random candidate (4 programs), MIPROv2 with 2 candidates x 3 trials."""
-    if optimizer == "MIPROv2":
+    if optimizer == MIPROv2.name:
         return MethodSettings(
             auto="none", num_candidates=2, num_trials=3, max_bootstrapped_demos=2, max_labeled_demos=2,
             seed=seed, num_threads=num_threads,
         )  # fmt: skip
-    if optimizer == "BootstrapFewShotWithRandomSearch":
+    if optimizer == BootstrapFewShotWithRandomSearch.name:
         return MethodSettings(
             num_candidates=1, max_bootstrapped_demos=2, max_labeled_demos=2, seed=seed, num_threads=num_threads
         )
@@ -55,21 +72,35 @@ def small_budget(optimizer: str, seed: int, num_threads: int) -> MethodSettings:
 
 @dataclass
 class QuickstartOptions:
-    model: str = LOCAL_MODEL
-    scenarios: list[str] = field(default_factory=lambda: list(SCENARIOS))
-    optimizers: list[str] = field(default_factory=lambda: list(OPTIMIZERS))
-    controls: list[str] = field(default_factory=lambda: list(CONTROLS))
-    max_eval_instances: int = 5
-    max_train: int = 3
-    max_val: int = 3
-    max_tokens: int = 384
-    suite: str = "quickstart"
-    local_path: str = "prod_env"
-    output_path: str = "benchmark_output"
-    agents_dir: str = "agents"
-    data_dir: str | None = None
-    seed: int = 1
-    num_threads: int = 1
+    """Everything ``helm-dspy quickstart`` takes; each field is a flag (``core.options``)."""
+
+    model: str = option(LOCAL_MODEL, "HELM deployment to use")
+    gguf: str | None = option(None, "use this GGUF file instead (served as local/gguf)", metavar="PATH")
+    n_ctx: int | None = option(None, "context size of the local model (default 8192; env HELM_DSPY_N_CTX)", minimum=1)
+    n_threads: int | None = option(
+        None, "llama.cpp threads (default: all usable CPUs; env HELM_DSPY_N_THREADS)", minimum=1
+    )
+    scenarios: list[str] = option(list(SCENARIOS), f"comma-separated subset of {','.join(SCENARIOS)}")
+    optimizers: list[str] = option(list(OPTIMIZERS), "comma-separated optimize methods")
+    controls: list[str] = option(
+        list(CONTROLS), "comma-separated zero-shot methods evaluated as controls, never optimized"
+    )
+    max_eval_instances: int = option(5, "test instances per run", minimum=1)
+    max_train: int = option(3, "train examples per optimization", minimum=1)
+    max_val: int = option(3, "validation examples per optimization", minimum=1)
+    max_tokens: int = option(384, "output cap per DSPy call while optimizing", minimum=1)
+    suite: str = option("quickstart", "helm-run suite name")
+    local_path: str = option(DEFAULT_LOCAL_PATH, "HELM prod_env folder")
+    output_path: str = option("benchmark_output", "HELM output folder")
+    agents_dir: str = option(DEFAULT_AGENTS_DIR, "where agents are written (helm-run reads them from there)")
+    data_dir: str | None = option(
+        None,
+        "offline mirror folder (one subfolder per scenario, upstream file names); overrides HELM_DSPY_DATA_DIR. "
+        "Without either, data is downloaded as HELM does.",
+        metavar="DIR",
+    )
+    seed: int = option(1, "seed for sampling and optimizers")
+    num_threads: int = option(1, "parallel model calls (1: one local model)", minimum=1)
 
 
 def _bin(name: str) -> str:
@@ -77,37 +108,48 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def _run(command: list[str], log: Path) -> None:
+def _run(command: list[str], log: Path, env: dict[str, str] | None = None) -> None:
     with open(log, "a", encoding="utf-8") as handle:
         handle.write(f"$ {' '.join(command)}\n")
         handle.flush()
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ})
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     if result.returncode != 0:
         raise UserError(f"{Path(command[0]).name} failed (exit {result.returncode}); see {log}")
+
+
+def use_local_model_settings(options: QuickstartOptions) -> str:
+    """Apply ``--n-ctx``/``--n-threads``/``--gguf`` to the local deployments, here and in the helm-run children
+    (which read them at plugin import); returns the deployment to use."""
+    for value, env in ((options.n_ctx, N_CTX_ENV), (options.n_threads, N_THREADS_ENV)):
+        if value is not None:
+            os.environ[env] = str(value)
+            register_local_model(LOCAL_MODEL, replace=True)
+    if not options.gguf:
+        return options.model
+    path = resolve_model_path(options.gguf)
+    os.environ[GGUF_ENV] = str(path)
+    register_local_model(GGUF_MODEL, str(path))
+    return GGUF_MODEL
 
 
 def quickstart(options: QuickstartOptions, out=print) -> dict:
     started = time.monotonic()
     if options.data_dir:
         mirror.set_data_dir(options.data_dir)
+    options = replace(options, model=use_local_model_settings(options))
     unknown = [s for s in options.scenarios if s not in SCENARIOS]
     if unknown:
         raise UserError(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
-    from helm_dspy.client.derived import check_method
-
-    for optimizer in [*options.optimizers, *options.controls]:
-        try:
-            check_method(optimizer)
-        except UserError as error:
-            raise UserError(str(error).replace("dspy=", "optimizer ")) from None
-    os.environ["HELM_DSPY_AGENTS"] = options.agents_dir  # helm-run subprocesses read the agents we write
+    for method in [*options.optimizers, *options.controls]:
+        method_class(method)  # an unknown name: one line listing the methods
+    agents_env = {AGENTS_ENV: options.agents_dir}  # helm-run reads agents where we write them
     Path(options.output_path).mkdir(parents=True, exist_ok=True)
     log = Path(options.output_path) / f"quickstart-{options.suite}.log"
     entries = {scenario: quickstart_entry(scenario) for scenario in options.scenarios}
     controls = [c for c in options.controls if c not in options.optimizers]
     methods = controls + list(options.optimizers)
     # Zero-shot methods have nothing to optimize: helm-run builds their program without an agent file.
-    steps = [(s, o) for s in options.scenarios for o in options.optimizers if o not in ZERO_SHOT_METHODS]
+    steps = [(s, o) for s in options.scenarios for o in options.optimizers if not method_class(o).zero_shot]
     control = f" and the control {', '.join(controls)} (not optimized)" if controls else ""
     out(
         f"helm-dspy quickstart: {options.model}; scenarios {', '.join(options.scenarios)}; "
@@ -136,7 +178,7 @@ def quickstart(options: QuickstartOptions, out=print) -> dict:
     with tqdm(total=len(run_entries), desc="2/4 helm-run", unit="run", position=1, leave=False) as bar:
         for entry in run_entries:
             bar.set_postfix_str(entry[:60])
-            _run([_bin("helm-run"), "--run-entries", entry, *common, "-n", str(options.num_threads)], log)
+            _run([_bin("helm-run"), "--run-entries", entry, *common, "-n", str(options.num_threads)], log, agents_env)
             bar.update(1)
             overall.update(1)
 
@@ -151,8 +193,6 @@ def quickstart(options: QuickstartOptions, out=print) -> dict:
         )  # fmt: skip
         bar.update(1)
         overall.update(1)
-
-    from helm_dspy.report.report import format_table, report
 
     with tqdm(total=1, desc="4/4 report", unit="step", position=1, leave=False) as bar:
         rows, paths = report(options.suite, options.output_path)

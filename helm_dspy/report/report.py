@@ -7,17 +7,18 @@ Reads ``helm-run`` outputs only (run_spec.json, stats.json, per_instance_stats.j
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from helm_dspy.client.derived import METHOD_DISPLAY, split_derived_model_name
-from helm_dspy.errors import UserError
-from helm_dspy.report.paired import bootstrap_ci, paired_bootstrap
+from helm.benchmark.scenarios.scenario import ScenarioSpec
 
-MAIN_METRICS = {"medcalc_bench": "medcalc_bench_accuracy_fixed", "medec": "medec_error_flag_accuracy"}
-"""Scenario -> metric compared; others use exact_match. MedCalc uses the corrected figure."""
+from helm_dspy.core.files import atomic_path
+from helm_dspy.core.methods import METHODS
+from helm_dspy.errors import UserError
+from helm_dspy.evaluate.derived import split_derived_model_name
+from helm_dspy.report.paired import bootstrap_ci, paired_bootstrap
+from helm_dspy.scenarios.main_metric import main_metric_name
+
 BASELINE = "baseline"
 USAGE_STATS = (
     "num_prompt_tokens",
@@ -122,7 +123,8 @@ def read_run(run_dir: Path, metric: str | None) -> Run:
     derived = split_derived_model_name(model)
     base_model, method = derived if derived else (model, BASELINE)
     scenario = scenario_of(spec["name"])
-    chosen = metric or MAIN_METRICS.get(scenario.split(":")[0], "exact_match")
+    scenario_spec = ScenarioSpec(spec["scenario_spec"]["class_name"], dict(spec["scenario_spec"].get("args") or {}))
+    chosen = metric or main_metric_name(scenario_spec)  # what the optimizer's objective used too
     scores: dict[str, float] = {}
     usage: dict[str, float] = {}  # totals over the run's instances
     agent: dict[str, float] = {}  # per-run facts: the largest value any instance reported
@@ -327,7 +329,11 @@ def plot(rows: list[ReportRow], path: str) -> list[str]:
                 [found[s].score - found[s].score_ci_low if s in found else 0 for s in scenarios],
                 [found[s].score_ci_high - found[s].score if s in found else 0 for s in scenarios],
             ]
-            label = "HELM prompt (baseline)" if method == BASELINE else METHOD_DISPLAY.get(method, method)
+            label = (
+                "HELM prompt (baseline)"
+                if method == BASELINE
+                else (METHODS[method].display_name if method in METHODS else method)
+            )
             if method in controls:
                 label += " (control)"
             positions = np.arange(len(scenarios)) + (index - (len(methods) - 1) / 2) * width
@@ -355,15 +361,9 @@ def plot(rows: list[ReportRow], path: str) -> list[str]:
 
 
 def _atomic(path: Path, write) -> None:
-    """``write`` a temp file beside ``path``, then rename it: made with mode 0666 less the umask, as open() would."""
-    temp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
-    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    """``write(temp_path)`` then rename it onto ``path`` (``core.files``: umask-respecting, never half a file)."""
+    with atomic_path(path) as temp:
+        write(str(temp))
 
 
 def report(suite: str, output_path: str = "benchmark_output", metric: str | None = None, seed: int = 0):

@@ -19,7 +19,7 @@ from dataclasses import replace
 from helm.benchmark.adaptation.adapter_spec import AdapterSpec
 from helm.benchmark.presentation.summarize import Run, Summarizer
 
-from helm_dspy.client.derived import leaderboard_deployment, register_derived_metadata, split_derived_model_name
+from helm_dspy.evaluate.derived import leaderboard_deployment, register_derived_metadata, split_derived_model_name
 
 
 class DSPySummarizer(Summarizer):

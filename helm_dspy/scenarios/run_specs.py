@@ -1,4 +1,4 @@
-"""Run specs: HELM's four MedHELM entries on our scenario classes and fixed metrics, plus ``holdout=``.
+"""Run specs: HELM's four MedHELM entries on our scenario classes and fixed metrics, plus ``holdout=`` expanders.
 
 The entries keep HELM's names, prompts and adapter settings (we call HELM's own run spec function
 and swap only the scenario and metric classes), so ``medcalc_bench:model=...`` is HELM's baseline.
@@ -11,7 +11,6 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from typing import NoReturn
 
 import helm.benchmark.run_specs.medhelm_run_specs as helm_medhelm  # registers HELM's originals first
 from helm.benchmark import run_spec as helm_run_spec
@@ -19,6 +18,11 @@ from helm.benchmark.metrics.metric import MetricSpec
 from helm.benchmark.run_expander import RUN_EXPANDERS, RunExpander
 from helm.benchmark.run_spec import RunSpec
 from helm.benchmark.scenarios.scenario import ScenarioSpec
+
+from helm_dspy.data import mirror
+from helm_dspy.errors import UserError, stop
+from helm_dspy.scenarios.mirror_check import require_test_files
+from helm_dspy.scenarios.splits import holdout_count
 
 PACKAGE = "helm_dspy"
 SCENARIO_CLASSES = {
@@ -46,14 +50,10 @@ HELM_RUN_SPEC_FUNCTIONS: dict[str, Callable[..., RunSpec]] = {
 
 def _on_our_classes(name: str, helm_function: Callable[..., RunSpec], scenario_class: str) -> Callable[..., RunSpec]:
     def run_spec_function(**kwargs) -> RunSpec:
-        from helm_dspy.data import mirror
-        from helm_dspy.data.check import require_test_files
-        from helm_dspy.errors import UserError
-
         try:
             require_test_files(name)
-        except UserError as error:  # SystemExit: helm-run prints the line, no traceback, nothing run
-            raise SystemExit(f"helm-dspy: error: {error}") from None
+        except UserError as error:
+            stop(str(error))
         run_spec = helm_function(**kwargs)
         metric_specs = [
             MetricSpec(class_name=METRIC_SWAPS.get(spec.class_name, spec.class_name), args=spec.args)
@@ -82,15 +82,9 @@ def with_scenario_args(scenario_spec: ScenarioSpec, **updates) -> ScenarioSpec:
     return ScenarioSpec(class_name=HOLDOUT_SCENARIO, args={"scenario": inner, **updates})
 
 
-ERROR_PREFIX = "helm-dspy: error: "
 NO_HOLDOUT = ("", "none", "0")
 """Values the scenario classes read as "no holdout"."""
 _TEST_COUNTS: dict[str, int] = {}
-
-
-def stop(message: str) -> NoReturn:
-    """helm-run prints a SystemExit's text as one line and exits before any run folder exists: no traceback."""
-    raise SystemExit(f"{ERROR_PREFIX}{message}")
 
 
 def count_test_instances(scenario_spec: ScenarioSpec) -> int | None:
@@ -101,9 +95,6 @@ def count_test_instances(scenario_spec: ScenarioSpec) -> int | None:
     """
     from helm.benchmark.runner import get_benchmark_output_path
     from helm.benchmark.scenarios.scenario import create_scenario, get_scenario_cache_path
-
-    from helm_dspy.data import mirror
-    from helm_dspy.errors import UserError
 
     spec = with_scenario_args(scenario_spec, holdout=None)
     output_path = get_benchmark_output_path()
@@ -153,9 +144,6 @@ class HoldoutRunExpander(RunExpander):
 
     def check_count(self, total: int) -> None:
         """``holdout_count``'s own message for a value that does not fit ``total`` test instances."""
-        from helm_dspy.errors import UserError
-        from helm_dspy.scenarios.splits import holdout_count
-
         try:
             holdout_count(self.value, total)
         except UserError as error:
@@ -197,95 +185,5 @@ class HoldoutSeedRunExpander(HoldoutRunExpander):
         pass  # any integer seeds a holdout
 
 
-class DSPyRunExpander(RunExpander):
-    """``dspy=<method>``: run the saved agent for this scenario and model instead of HELM's prompt alone.
-
-    The model becomes ``<base model>-helmdspy-<method>`` (its own leaderboard row), served by a derived
-    deployment whose client runs the agent on the base deployment; put ``dspy=`` after ``model=``.
-    """
-
-    name = "dspy"
-
-    def __init__(self, value: str):
-        from helm_dspy.client.derived import METHOD_SLUGS
-        from helm_dspy.optimize.methods import METHOD_NAMES
-
-        if value not in METHOD_SLUGS:  # SystemExit: helm-run prints the line, no traceback
-            raise SystemExit(f"helm-dspy: error: dspy={value} names no method; choose from {', '.join(METHOD_NAMES)}")
-        self.method = value
-
-    def expand(self, run_spec: RunSpec) -> list[RunSpec]:
-        from helm.benchmark.model_deployment_registry import get_default_model_deployment_for_model
-
-        from helm_dspy.client.derived import derived_model_name, register_derived, scenario_key
-        from helm_dspy.client.helm_lm import DEFAULT_MAX_TOKENS
-        from helm_dspy.optimize.objective import adapter_spec_for_dspy
-
-        model = run_spec.adapter_spec.model
-        if not model and not run_spec.adapter_spec.model_deployment:
-            raise SystemExit(f"helm-dspy: error: in {run_spec.name}, put dspy={self.method} after model=")
-        base_deployment = run_spec.adapter_spec.model_deployment or get_default_model_deployment_for_model(model)
-        check_deployment(run_spec, base_deployment or model)
-        scenario = scenario_key(run_spec.name, run_spec.scenario_spec)
-        args = run_spec.scenario_spec.args
-        holdout = {key: args[key] for key in ("holdout", "holdout_seed") if args.get(key) is not None}
-        check_agent(scenario, base_deployment, self.method, holdout)
-        deployment = register_derived(base_deployment, self.method, scenario, holdout)
-        adapter_spec = replace(
-            adapter_spec_for_dspy(run_spec.adapter_spec),  # letter pattern: DSPy answers are more than 1 token
-            model=derived_model_name(run_spec.adapter_spec.model, self.method),
-            model_deployment=deployment,
-            max_tokens=DEFAULT_MAX_TOKENS,  # HELM's 1-10 token caps would cut DSPy's reasoning and fields
-            stop_sequences=[],  # DSPy's multi-line field format must not stop at "\n"
-        )
-        usage_metric = MetricSpec(class_name=f"{PACKAGE}.metrics.dspy_usage.DSPyUsageMetric", args={})
-        return [
-            replace(
-                run_spec,
-                name=f"{run_spec.name}{',' if ':' in run_spec.name else ':'}dspy={self.method}",
-                adapter_spec=adapter_spec,
-                metric_specs=list(run_spec.metric_specs) + [usage_metric],
-            )
-        ]
-
-
-def check_deployment(run_spec: RunSpec, name: str) -> None:
-    """An unknown base model or deployment is one line naming where deployments are declared."""
-    from helm.benchmark.model_deployment_registry import ModelDeploymentNotFoundError, get_model_deployment
-
-    try:
-        get_model_deployment(name)
-    except ModelDeploymentNotFoundError:
-        stop(
-            f"in {run_spec.name}: HELM knows no model deployment {name!r}; declare it in "
-            f"{os.path.join(helm_run_local_path(), 'model_deployments.yaml')} (helm-run --local-path) "
-            "or use a built-in one"
-        )
-
-
-def check_agent(scenario: str, base_deployment: str, method: str, holdout: dict) -> None:
-    """Before anything runs: the agent loads and the base deployment has its API key (one line, not tracebacks)."""
-    from helm.benchmark.model_deployment_registry import get_model_deployment
-
-    from helm_dspy.client.agent_client import load_agent
-    from helm_dspy.client.helm_lm import load_credentials, require_api_key
-    from helm_dspy.errors import UserError
-
-    local_path = helm_run_local_path()
-    try:
-        load_agent(scenario, base_deployment, method, holdout, local_path)
-        require_api_key(load_credentials(local_path), get_model_deployment(base_deployment), local_path)
-    except UserError as error:  # SystemExit: helm-run prints the line, no traceback, nothing run
-        raise SystemExit(f"helm-dspy: error: {error}") from None
-
-
-def helm_run_local_path() -> str:
-    """``helm-run --local-path`` (HELM does not pass it to run expanders), for the command a message prints."""
-    from helm_dspy import helm_run_args
-
-    return helm_run_args.local_path()
-
-
 RUN_EXPANDERS[HoldoutRunExpander.name] = HoldoutRunExpander
 RUN_EXPANDERS[HoldoutSeedRunExpander.name] = HoldoutSeedRunExpander
-RUN_EXPANDERS[DSPyRunExpander.name] = DSPyRunExpander

@@ -1,34 +1,45 @@
-"""The optimization methods ``--optimizer`` names: DSPy's optimizers and the zero-shot baselines.
+"""The method registry: every way of producing an agent, and everything either direction needs to know of it.
 
-One class per method, ``compile()`` as the single entry (DSPy's teleprompt style); each also says how
-many program runs it will make (``estimate_runs``), which ``--dry-run`` prints. The estimates are upper
-bounds from each optimizer's budget formula (DSPy 3.4.1 source; see docs of each class).
+One class per method (DSPy's teleprompt style): its name (``--optimizer`` and ``dspy=`` value), slug (in
+derived model names), display name (leaderboard rows), program shape, whether it uses a prompt model, its
+budget formula (``estimate_runs``, an upper bound from DSPy 3.4.1's source, which ``--dry-run`` prints) and
+``compile()``. Optimizing and evaluating both read methods from here and nowhere else.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import dspy
-
+from helm_dspy.core.options import option
 from helm_dspy.errors import UserError
+
+if TYPE_CHECKING:
+    import dspy
 
 
 @dataclass
 class MethodSettings:
-    """Every knob a method reads; all of them go into the manifest."""
+    """Every knob a method reads; all of them go into the manifest, and each is a ``helm-dspy optimize`` flag."""
 
-    auto: str = "light"
-    max_bootstrapped_demos: int = 3
-    max_labeled_demos: int = 3
-    num_candidates: int | None = None
-    num_threads: int = 4
-    seed: int = 0
-    bsize: int = 32
-    max_steps: int = 8
-    num_trials: int | None = None
-    """MIPROv2 with auto="none": number of Optuna trials (num_candidates gives the candidate count)."""
+    auto: str = option(
+        "light",
+        "MIPROv2/GEPA budget; MIPROv2 with none uses --num-candidates and --num-trials",
+        choices=("light", "medium", "heavy", "none"),
+    )
+    max_bootstrapped_demos: int = option(3, "bootstrapped demos per program", minimum=0)
+    max_labeled_demos: int = option(3, "labeled demos per program", minimum=0)
+    num_candidates: int | None = option(
+        None,
+        "BFRS candidate programs (default 16) / SIMBA candidates (default 6) / MIPROv2 with --auto none",
+        minimum=1,
+    )
+    num_threads: int = option(4, "parallel model calls", minimum=1)
+    seed: int = option(0, "seed for sampling and optimizer randomness")
+    bsize: int = option(32, "SIMBA mini-batch size (capped at the train size)", minimum=1)
+    max_steps: int = option(8, "SIMBA steps", minimum=1)
+    num_trials: int | None = option(None, "MIPROv2 trials with --auto none (default 3)", minimum=1)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -41,11 +52,23 @@ GEPA_AUTO_N = {"light": 6, "medium": 12, "heavy": 18}
 
 class Method:
     name: str
-    program_shape = "cot"
+    """The ``--optimizer`` and ``dspy=`` value."""
+    slug: str
+    """Short form in derived model names: ``<model>-helmdspy-<slug>``."""
+    display_name: str
+    """How leaderboard rows, reports and plots name it."""
+    program_shape: str | None = None
+    """A fixed program shape (the zero-shot methods), or None: the user's choice, ChainOfThought by default."""
     uses_prompt_model = False
+    """Whether ``--prompt-model`` is used (instruction proposals, reflection, rules)."""
+    zero_shot = False
+    """The program as is, no optimization: needs no agent file and no model calls to build."""
 
-    def __init__(self, settings: MethodSettings):
-        self.settings = settings
+    def __init__(self, settings: MethodSettings | None = None):
+        self.settings = settings or MethodSettings()
+
+    def check(self) -> None:
+        """A UserError for settings this method cannot run with (before anything is spent)."""
 
     def compile(self, program, trainset, valset, metric, prompt_lm=None) -> dspy.Module:
         raise NotImplementedError
@@ -59,12 +82,9 @@ class Method:
 
 
 class ZeroShot(Method):
-    """The paper's zero-shot baselines: the program as is, no optimization (``zeroshot-predict/-cot``)."""
+    """The paper's zero-shot baselines: the program as is, no optimization."""
 
-    def __init__(self, settings: MethodSettings, shape: str):
-        super().__init__(settings)
-        self.program_shape = shape
-        self.name = f"zeroshot-{shape}"
+    zero_shot = True
 
     def compile(self, program, trainset, valset, metric, prompt_lm=None):
         return program
@@ -73,10 +93,26 @@ class ZeroShot(Method):
         return 0
 
 
+class ZeroShotPredict(ZeroShot):
+    name = "zeroshot-predict"
+    slug = "zs-predict"
+    display_name = "DSPy zero-shot Predict"
+    program_shape = "predict"
+
+
+class ZeroShotCoT(ZeroShot):
+    name = "zeroshot-cot"
+    slug = "zs-cot"
+    display_name = "DSPy zero-shot CoT"
+    program_shape = "cot"
+
+
 class BootstrapFewShotWithRandomSearch(Method):
     """(N+3) candidates each scored on the whole valset; bootstraps run the teacher over train (<= (N+1)·T)."""
 
     name = "BootstrapFewShotWithRandomSearch"
+    slug = "bfrs"
+    display_name = "DSPy BootstrapFewShot+RandomSearch"
     DEFAULT_CANDIDATES = 16  # the seed project's num_candidate_programs
 
     @property
@@ -84,6 +120,8 @@ class BootstrapFewShotWithRandomSearch(Method):
         return self.settings.num_candidates or self.DEFAULT_CANDIDATES
 
     def compile(self, program, trainset, valset, metric, prompt_lm=None):
+        import dspy  # here, not at import: the registry is read by helm-run's plugin import
+
         optimizer = dspy.BootstrapFewShotWithRandomSearch(
             metric=metric,
             max_bootstrapped_demos=self.settings.max_bootstrapped_demos,
@@ -102,6 +140,8 @@ class MIPROv2(Method):
     """Instruction + demo search with Optuna (``auto=light``: 6 candidates, 10 trials, valset <= 100)."""
 
     name = "MIPROv2"
+    slug = "miprov2"
+    display_name = "DSPy MIPROv2"
     uses_prompt_model = True
 
     def _n_and_trials(self, val_size: int) -> tuple[int, int, int]:
@@ -116,6 +156,8 @@ class MIPROv2(Method):
         seed = self.settings.seed
         manual = self.settings.auto == "none"
         n, trials, _ = self._n_and_trials(len(valset))
+        import dspy  # here, not at import: the registry is read by helm-run's plugin import
+
         optimizer = dspy.MIPROv2(
             metric=metric,
             prompt_model=prompt_lm,
@@ -154,9 +196,17 @@ class GEPA(Method):
     """Reflective instruction evolution; the prompt model reflects on HELM-metric feedback."""
 
     name = "GEPA"
+    slug = "gepa"
+    display_name = "DSPy GEPA"
     uses_prompt_model = True
 
+    def check(self) -> None:
+        if self.settings.auto not in GEPA_AUTO_N:
+            raise UserError("GEPA needs --auto light, medium or heavy")
+
     def compile(self, program, trainset, valset, metric, prompt_lm=None):
+        import dspy  # here, not at import: the registry is read by helm-run's plugin import
+
         optimizer = dspy.GEPA(
             metric=metric,
             auto=self.settings.auto,
@@ -180,6 +230,8 @@ class SIMBA(Method):
     """Stochastic mini-batch ascent: demos and self-written rules; no valset (scores on train)."""
 
     name = "SIMBA"
+    slug = "simba"
+    display_name = "DSPy SIMBA"
     uses_prompt_model = True
 
     def _shape(self, train_size: int) -> tuple[int, int]:
@@ -188,6 +240,8 @@ class SIMBA(Method):
 
     def compile(self, program, trainset, valset, metric, prompt_lm=None):
         bsize, candidates = self._shape(len(trainset))
+        import dspy  # here, not at import: the registry is read by helm-run's plugin import
+
         optimizer = dspy.SIMBA(
             metric=metric,
             bsize=bsize,
@@ -210,20 +264,41 @@ class SIMBA(Method):
         return self.settings.max_steps * min(bsize, candidates + 1)
 
 
-METHOD_NAMES = (
-    "MIPROv2",
-    "BootstrapFewShotWithRandomSearch",
-    "GEPA",
-    "SIMBA",
-    "zeroshot-predict",
-    "zeroshot-cot",
-)
+METHODS: dict[str, type[Method]] = {
+    method.name: method
+    for method in (MIPROv2, BootstrapFewShotWithRandomSearch, GEPA, SIMBA, ZeroShotPredict, ZeroShotCoT)
+}
+"""Every method by name, in the order help texts list them."""
+METHOD_NAMES = tuple(METHODS)
 
 
-def get_method(name: str, settings: MethodSettings) -> Method:
-    classes = {cls.name: cls for cls in (MIPROv2, BootstrapFewShotWithRandomSearch, GEPA, SIMBA)}
-    if name in classes:
-        return classes[name](settings)
-    if name in ("zeroshot-predict", "zeroshot-cot"):
-        return ZeroShot(settings, name.split("-", 1)[1])
-    raise UserError(f"unknown optimizer {name!r}; choose from {', '.join(METHOD_NAMES)}")
+def method_class(name: str, given_as: str = "optimizer") -> type[Method]:
+    """The method called ``name``; a UserError listing the valid names otherwise.
+
+    ``given_as`` says where the name came from: a flag (``optimizer``) or a run entry (``dspy=``).
+    """
+    if name not in METHODS:
+        where = f"{given_as}{name} names no method" if given_as.endswith("=") else f"unknown {given_as} {name!r}"
+        raise UserError(f"{where}; choose from {', '.join(METHOD_NAMES)}")
+    return METHODS[name]
+
+
+def get_method(name: str, settings: MethodSettings | None = None) -> Method:
+    return method_class(name)(settings)
+
+
+def method_by_slug(slug: str) -> type[Method] | None:
+    return next((method for method in METHODS.values() if method.slug == slug), None)
+
+
+def program_shape(method: type[Method], requested: str | None) -> str:
+    """The program shape an agent of ``method`` has; a UserError when ``requested`` contradicts a fixed one."""
+    if method.program_shape is None:
+        return requested or "cot"
+    if requested and requested != method.program_shape:
+        other = next(m.name for m in METHODS.values() if m.zero_shot and m.program_shape == requested)
+        raise UserError(
+            f"{method.name} is the {method.program_shape!r} program; drop --program {requested} "
+            f"or use {other} for the {requested!r} program"
+        )
+    return method.program_shape

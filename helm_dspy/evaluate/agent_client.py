@@ -25,12 +25,12 @@ from helm.common.request import ErrorFlags, GeneratedOutput, Request, RequestRes
 from helm.proxy.retry import NonRetriableException
 
 from helm_dspy import helm_run_args
-from helm_dspy.client.agents import agents_source, is_url, resolve_agent
-from helm_dspy.client.helm_lm import HelmSession, UsageCounter, helm_lm
+from helm_dspy.bridge.lm import UsageCounter, helm_lm
+from helm_dspy.bridge.session import HelmSession
+from helm_dspy.core.agents import AgentStore
+from helm_dspy.core.program import describe_program
+from helm_dspy.core.prompt import program_input
 from helm_dspy.errors import UserError
-from helm_dspy.optimize.program import build_program, describe_program, load_program
-
-ZERO_SHOT_METHODS = {"zeroshot-predict": "predict", "zeroshot-cot": "cot"}
 
 
 class DSPyAgentClient(Client):
@@ -58,7 +58,9 @@ class DSPyAgentClient(Client):
 
     def _load_agent(self) -> dspy.Module:
         try:
-            return load_agent(self.scenario, self.base_deployment, self.method, self.holdout, self.local_path)
+            return AgentStore.from_env().load(
+                self.scenario, self.base_deployment, self.method, self.holdout, self.local_path
+            )
         except UserError as error:
             raise NonRetriableException(str(error)) from None
 
@@ -81,7 +83,7 @@ class DSPyAgentClient(Client):
         parse_failure = False
         try:
             with dspy.context(lm=lm, adapter=dspy.ChatAdapter()):
-                text = str(self.program(inputs=request_text(request)).output)
+                text = str(self.program(inputs=program_input(request)).output)
         except dspy.AdapterParseError:
             text, parse_failure = "", True
         except dspy.utils.exceptions.LMError as error:
@@ -113,38 +115,6 @@ class DSPyAgentClient(Client):
             completions=[GeneratedOutput(text=text, logprob=0.0, tokens=tokens, finish_reason=details)],
             embedding=[],
         )
-
-
-def load_agent(scenario: str, base_deployment: str, method: str, holdout: dict, local_path: str) -> dspy.Module:
-    """The saved program of one ``dspy=`` run; a UserError when it is missing, malformed or of another shape.
-
-    The ``dspy=`` run expander calls this before helm-run starts (one error line), the client when it serves.
-    """
-    path = resolve_agent(scenario, base_deployment, method)
-    if path is not None:
-        return load_program(path, ZERO_SHOT_METHODS.get(method))
-    if method in ZERO_SHOT_METHODS:
-        return build_program(ZERO_SHOT_METHODS[method])  # nothing to optimize: the plain program
-    source = agents_source()
-    where = source if is_url(source) else str(os.path.join(source, scenario, base_deployment))
-    holdout_args = ",".join(f"{key}={value}" for key, value in holdout.items())
-    entry = f"{scenario}{(',' if ':' in scenario else ':') + holdout_args if holdout_args else ''}"
-    agents_dir = "" if is_url(source) or source == "agents" else f" --agents-dir {source}"
-    local = "" if os.path.abspath(local_path) == os.path.abspath("prod_env") else f" --local-path {local_path}"
-    raise UserError(
-        f"no {method} agent for {scenario} on {base_deployment} in {where}; create it with: "
-        f"helm-dspy optimize --scenario {entry} --model {base_deployment} --optimizer {method}{local}{agents_dir}"
-    )
-
-
-def request_text(request: Request) -> str:
-    """The prompt HELM rendered; chat requests keep every message, the system message included."""
-    if request.messages:
-        return "\n\n".join(
-            message["content"] if message.get("role") in (None, "user") else f"{message['role']}: {message['content']}"
-            for message in request.messages
-        )
-    return request.prompt
 
 
 def _local_path_of(cache_config: CacheConfig) -> str:

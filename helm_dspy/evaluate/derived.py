@@ -6,46 +6,19 @@ display name; one deployment per (base deployment, method, scenario) whose clien
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import replace
 
-from helm.benchmark.scenarios.scenario import ScenarioSpec
-from helm.common.object_spec import get_class_by_name
+from helm_dspy.core.methods import method_by_slug, method_class
 
-from helm_dspy.errors import UserError
-from helm_dspy.optimize.methods import METHOD_NAMES
-
-METHOD_SLUGS = {
-    "MIPROv2": "miprov2",
-    "BootstrapFewShotWithRandomSearch": "bfrs",
-    "GEPA": "gepa",
-    "SIMBA": "simba",
-    "zeroshot-predict": "zs-predict",
-    "zeroshot-cot": "zs-cot",
-}
-METHOD_DISPLAY = {
-    "MIPROv2": "DSPy MIPROv2",
-    "BootstrapFewShotWithRandomSearch": "DSPy BootstrapFewShot+RandomSearch",
-    "GEPA": "DSPy GEPA",
-    "SIMBA": "DSPy SIMBA",
-    "zeroshot-predict": "DSPy zero-shot Predict",
-    "zeroshot-cot": "DSPy zero-shot CoT",
-}
 MARKER = "-helmdspy-"
 """Joins base model and method slug; distinct from HELM's built-in ``-dspy-fs-...`` deployments."""
-AGENT_CLIENT = "helm_dspy.client.agent_client.DSPyAgentClient"
+AGENT_CLIENT = "helm_dspy.evaluate.agent_client.DSPyAgentClient"
 SCENARIO_SEPARATOR = "@"
 """Joins a derived model and the scenario (and holdout) of its deployment: ``<model>@<scenario>[@<holdout>]``."""
 
 
-def check_method(method: str) -> str:
-    if method not in METHOD_SLUGS:
-        raise UserError(f"dspy={method} names no method; choose from {', '.join(METHOD_NAMES)}")
-    return method
-
-
 def derived_model_name(base_model: str, method: str) -> str:
-    return f"{base_model}{MARKER}{METHOD_SLUGS[check_method(method)]}"
+    return f"{base_model}{MARKER}{method_class(method).slug}"
 
 
 def split_derived_model_name(model: str) -> tuple[str, str] | None:
@@ -53,49 +26,12 @@ def split_derived_model_name(model: str) -> tuple[str, str] | None:
     if MARKER not in model:
         return None
     base, slug = model.rsplit(MARKER, 1)
-    methods = {value: key for key, value in METHOD_SLUGS.items()}
-    return (base, methods[slug]) if slug in methods else None
+    method = method_by_slug(slug)
+    return (base, method.name) if method else None
 
 
 def display_name(base_display: str, method: str) -> str:
-    return f"{base_display} — {METHOD_DISPLAY[method]}"
-
-
-def scenario_key(run_spec_name: str, scenario_spec: ScenarioSpec) -> str:
-    """``<run spec name>[:<non-default scenario args>]``: the agents/ folder of a scenario.
-
-    ``head_qa`` (language=en is HELM's default), ``mmlu:subject=anatomy``, ``medcalc_bench:version=v1.0``;
-    holdout arguments are left out (the agent manifest records them).
-    """
-    base = run_spec_name.split(":", 1)[0]
-    inner = scenario_spec.args.get("scenario") if isinstance(scenario_spec.args.get("scenario"), dict) else None
-    class_name = inner["class_name"] if inner else scenario_spec.class_name
-    args = dict(inner.get("args", {})) if inner else dict(scenario_spec.args)
-    defaults = _constructor_defaults(class_name)
-    kept = {
-        key: value
-        for key, value in sorted(args.items())
-        if value is not None
-        and key not in ("holdout", "holdout_seed", "valid_fraction", "scenario")
-        and defaults.get(key, inspect.Parameter.empty) != value
-    }
-    return f"{base}:{','.join(f'{k}={v}' for k, v in kept.items())}" if kept else base
-
-
-def _constructor_defaults(class_name: str) -> dict:
-    try:
-        scenario_class = get_class_by_name(class_name)
-    except (ImportError, AttributeError, ValueError):
-        return {}
-    defaults: dict = {}
-    for klass in reversed(scenario_class.__mro__):
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        for name, parameter in inspect.signature(init).parameters.items():
-            if parameter.default is not inspect.Parameter.empty:
-                defaults[name] = parameter.default
-    return defaults
+    return f"{base_display} — {method_class(method).display_name}"
 
 
 def register_derived(base_deployment_name: str, method: str, scenario: str, holdout: dict) -> str:
@@ -108,6 +44,8 @@ def register_derived(base_deployment_name: str, method: str, scenario: str, hold
     model = derived_model_name(base_model, method)
     register_derived_metadata(model)
     parts = [model, scenario] + ([",".join(f"{k}={v}" for k, v in holdout.items())] if holdout else [])
+    if base.name != base_model:  # two deployments of one model must not share a derived deployment
+        parts.append(f"deployment={base.name}")
     name = SCENARIO_SEPARATOR.join(parts)
     if name not in deployments.DEPLOYMENT_NAME_TO_MODEL_DEPLOYMENT:
         client_spec = ClientSpec(
@@ -144,7 +82,8 @@ def register_derived_metadata(model: str) -> None:
             base,
             name=model,
             display_name=display_name(base.display_name or base_model, method),
-            description=f"{base.description or base_model} Prompt optimized with {METHOD_DISPLAY[method]} (helm-dspy).",
+            description=f"{base.description or base_model} Prompt optimized with "
+            f"{method_class(method).display_name} (helm-dspy).",
             deployment_names=[],
         )
     )

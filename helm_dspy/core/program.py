@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
 import dspy
@@ -91,23 +90,3 @@ def describe_program(program: dspy.Module) -> dict:
 def program_state(program: dspy.Module) -> dict:
     """The plain-JSON state DSPy saves (instructions, demos), as ``program.save('x.json')`` writes it."""
     return program.dump_state()
-
-
-def write_json_atomic(path: str | os.PathLike, payload: dict) -> None:
-    """Write JSON to a temp file beside ``path`` and rename it in place: readers never see half a file.
-
-    The temp file is created with mode 0666 less the umask, as ``open()`` would (mkstemp's 0600 would make
-    every agent and manifest private whatever the user's umask says).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_name = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
-    handle = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=2, ensure_ascii=False, default=str)
-            stream.write("\n")
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise

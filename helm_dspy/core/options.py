@@ -1,0 +1,118 @@
+"""Options defined once: a dataclass field carries its default, help, choices and checks; the CLI is built from it.
+
+``option(...)`` is a ``dataclasses.field`` whose metadata argparse needs; ``add_options`` turns a dataclass (and
+the dataclasses nested in it) into flags, ``from_args`` builds the dataclass back from the parsed namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from helm_dspy.errors import UserError
+
+
+def option(
+    default: Any = None,
+    help: str = "",  # noqa: A002 (argparse's name)
+    *,
+    choices: tuple | None = None,
+    minimum: int | None = None,
+    required: bool = False,
+    flag: str | None = None,
+    metavar: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """A dataclass field with what its command-line flag needs (``cli=False``: not a flag)."""
+    metadata = {
+        "help": help,
+        "choices": choices,
+        "minimum": minimum,
+        "required": required,
+        "flag": flag,
+        "metavar": metavar,
+        "cli": cli,
+    }
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _nested(cls, field: dataclasses.Field) -> type | None:
+    hint = typing.get_type_hints(cls).get(field.name)
+    return hint if dataclasses.is_dataclass(hint) else None
+
+
+def _value_type(cls, field: dataclasses.Field):
+    """``int`` for ``int | None``, ``list`` for ``list[str]``: what argparse has to convert to."""
+    hint = typing.get_type_hints(cls)[field.name]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def add_options(parser: argparse.ArgumentParser, cls, defaults: dict[str, Any] | None = None) -> None:
+    """One flag per field of ``cls`` (and of dataclasses nested in it); ``defaults`` override field defaults."""
+    defaults = defaults or {}
+    for field in dataclasses.fields(cls):
+        nested = _nested(cls, field)
+        if nested is not None:
+            add_options(parser, nested, defaults)
+            continue
+        meta = field.metadata
+        if not meta.get("cli", False):
+            continue
+        flag = meta.get("flag") or "--" + field.name.replace("_", "-")
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = None
+        default = defaults.get(field.name, default)
+        value_type = _value_type(cls, field)
+        help_text = meta["help"]
+        if value_type is bool:
+            parser.add_argument(flag, dest=field.name, action="store_true", help=help_text)
+            continue
+        if value_type is list:
+            shown = ",".join(default) if default else None
+            help_text += f" (default: {shown})" if shown else ""
+            parser.add_argument(flag, dest=field.name, default=shown, metavar=meta.get("metavar"), help=help_text)
+            continue
+        if default is not None and meta.get("required") is not True and "default" not in help_text:
+            help_text += f" (default: {default})"
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            type=value_type if value_type in (int, float) else str,
+            default=default,
+            choices=meta.get("choices"),
+            required=bool(meta.get("required")),
+            metavar=meta.get("metavar"),
+            help=help_text,
+        )
+
+
+def from_args(cls, args: argparse.Namespace, **fixed: Any):
+    """``cls`` built from parsed flags (checked: ``minimum``), nested dataclasses included; ``fixed`` wins."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        nested = _nested(cls, field)
+        if field.name in fixed:
+            values[field.name] = fixed[field.name]
+        elif nested is not None:
+            values[field.name] = from_args(nested, args)
+        elif field.metadata.get("cli", False) and hasattr(args, field.name):
+            value = getattr(args, field.name)
+            if _value_type(cls, field) is list and isinstance(value, str):
+                value = [item.strip() for item in value.split(",") if item.strip()]
+            minimum = field.metadata.get("minimum")
+            if minimum is not None and value is not None and value < minimum:
+                flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+                raise UserError(f"{flag} must be at least {minimum}")
+            values[field.name] = value
+    return cls(**values)
