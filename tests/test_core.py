@@ -398,3 +398,14 @@ def test_list_options_are_comma_separated():
     assert from_args(QuickstartOptions, parser.parse_args(["--scenarios", "medbullets"])).scenarios == ["medbullets"]
     default = from_args(QuickstartOptions, parser.parse_args([]))
     assert default.scenarios == ["medcalc_bench", "medec", "head_qa", "medbullets"] and default.n_ctx is None
+
+
+def test_comma_lists_keep_a_run_entrys_arguments_together():
+    from helm_dspy.core.options import split_list
+
+    assert split_list("medbullets:holdout=0.2,holdout_seed=7,head_qa, mmlu:subject=anatomy") == [
+        "medbullets:holdout=0.2,holdout_seed=7",
+        "head_qa",
+        "mmlu:subject=anatomy",
+    ]
+    assert split_list("MIPROv2,zeroshot-cot,") == ["MIPROv2", "zeroshot-cot"]

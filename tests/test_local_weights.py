@@ -86,7 +86,7 @@ def test_embedded_model_constants():
 
 
 def test_schema_found_in_a_checkout_and_when_installed(tmp_path, monkeypatch):
-    from helm_dspy.quickstart import run
+    from helm_dspy.grid import commands as run
 
     assert run.schema_path() == run.REPO_CONFIGS / "schema_helm_dspy.yaml"
     installed = tmp_path / "share" / "helm-dspy" / "schema_helm_dspy.yaml"

@@ -39,7 +39,7 @@ def test_quickstart_resumes_after_an_interrupt(mirror_dir, tmp_path):
         start_new_session=True,
     )
     deadline = time.monotonic() + 600
-    while not baseline_stats.exists():  # interrupt once the baseline run is done, during the dspy= runs
+    while not list(suite.glob("*/stats.json")):  # interrupt once the first run is done, during the others
         assert first.poll() is None, f"quickstart ended before the interrupt: {first.stderr.read()[-2000:]}"
         assert time.monotonic() < deadline
         time.sleep(0.2)
@@ -47,14 +47,17 @@ def test_quickstart_resumes_after_an_interrupt(mirror_dir, tmp_path):
     first.wait(timeout=120)
     assert first.returncode != 0, "the interrupt came too late to test resuming"
     assert not (suite / "helm_dspy_report.json").exists()
+    finished = list(suite.glob("*/stats.json"))
+    assert len(finished) < 3, "every run finished before the interrupt: nothing left to resume"
 
     agent = next((tmp_path / "agents").rglob("BootstrapFewShotWithRandomSearch.json"))
-    stamps = {path: path.stat().st_mtime_ns for path in (agent, baseline_stats)}
+    stamps = {path: path.stat().st_mtime_ns for path in (agent, *finished)}
     calls_before = cache_rows(tmp_path)
 
     second = run_command(args, cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # agent kept, finished run skipped
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # agent kept, finished runs skipped
+    assert len(list(suite.glob("*/stats.json"))) == 3 and baseline_stats.exists()
     assert cache_rows(tmp_path) > calls_before  # the runs that had not finished were made
     rows = json.loads((suite / "helm_dspy_report.json").read_text())
     assert {row["method"] for row in rows} == {"baseline", "BootstrapFewShotWithRandomSearch", "zeroshot-cot"}

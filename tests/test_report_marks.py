@@ -153,35 +153,30 @@ def test_describe_program_is_shared_by_optimize_and_the_client():
     assert describe_program(program)["demos"] == 1
 
 
-def test_quickstart_evaluates_the_zero_shot_cot_control_without_optimizing_it(tmp_path, monkeypatch):
-    from helm_dspy.quickstart import run as quickstart_run
+def test_quickstart_evaluates_the_zero_shot_cot_control_without_optimizing_it():
+    """Quickstart is a grid preset: the control is in every helm-run, never an optimize cell."""
+    from helm_dspy.grid.cells import Evaluation, OptimizeCell, build_graph
+    from helm_dspy.grid.presets import quickstart_grid
 
-    commands: list[list[str]] = []
-    optimized: list[tuple[str, str]] = []
-    monkeypatch.setattr(quickstart_run, "_run", lambda command, log, env=None: commands.append(command))
-    monkeypatch.setattr(quickstart_run, "_optimize_once", lambda o, entry, method: optimized.append((entry, method)))
-    monkeypatch.setattr(quickstart_run, "report", lambda suite, output: ([], {"csv": "c", "json": "j", "png": "p"}))
-    monkeypatch.setenv("HELM_DSPY_AGENTS", "agents")
-    options = quickstart_run.QuickstartOptions(
-        model="m/x", scenarios=["medec", "head_qa"], output_path=str(tmp_path / "out"), agents_dir="agents"
+    grid = quickstart_grid(
+        "m/x", ["medec", "head_qa"], ["BootstrapFewShotWithRandomSearch", "MIPROv2"], ["zeroshot-cot"]
     )
-    printed: list[str] = []
-    quickstart_run.quickstart(options, out=printed.append)
-    entries = [command[command.index("--run-entries") + 1] for command in commands if "--run-entries" in command]
-    for scenario in ("medec", "head_qa"):
-        assert f"{scenario}:model=m/x,dspy=zeroshot-cot" in entries
-        assert f"{scenario}:model=m/x,dspy=MIPROv2" in entries
-    assert len(entries) == 2 * 4  # baseline, control, BFRS, MIPROv2
-    assert {method for _, method in optimized} == {"BootstrapFewShotWithRandomSearch", "MIPROv2"}
-    assert "the control zeroshot-cot" in printed[0]
+    nodes = build_graph(grid)
+    evaluations = [node for node in nodes if isinstance(node, Evaluation)]
+    assert [e.scenario for e in evaluations] == ["medec", "head_qa"]
+    assert all(e.methods == ["zeroshot-cot", "BootstrapFewShotWithRandomSearch", "MIPROv2"] for e in evaluations)
+    cells = {(node.scenario, node.method.name) for node in nodes if isinstance(node, OptimizeCell)}
+    assert {method for _, method in cells} == {"BootstrapFewShotWithRandomSearch", "MIPROv2"}
 
-    commands.clear()
-    optimized.clear()
-    options.optimizers = ["BootstrapFewShotWithRandomSearch", "zeroshot-cot"]  # named as a method: run once
-    quickstart_run.quickstart(options, out=printed.append)
-    entries = [command[command.index("--run-entries") + 1] for command in commands if "--run-entries" in command]
-    assert entries.count("medec:model=m/x,dspy=zeroshot-cot") == 1 and len(entries) == 2 * 3
-    assert optimized == [("medec", "BootstrapFewShotWithRandomSearch"), ("head_qa", "BootstrapFewShotWithRandomSearch")]
+    named_twice = quickstart_grid(
+        "m/x", ["medec"], ["BootstrapFewShotWithRandomSearch", "zeroshot-cot"], ["zeroshot-cot"]
+    )
+    nodes = build_graph(named_twice)
+    [evaluation] = [node for node in nodes if isinstance(node, Evaluation)]
+    assert evaluation.methods == ["BootstrapFewShotWithRandomSearch", "zeroshot-cot"]  # named as a method: run once
+    assert [node.method.name for node in nodes if isinstance(node, OptimizeCell)] == [
+        "BootstrapFewShotWithRandomSearch"
+    ]
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from helm.common.request import Request as HelmRequest
 from helm.common.request import RequestResult
 
 from helm_dspy.bridge import DEFAULT_MAX_TOKENS
+from helm_dspy.bridge.limits import call_slot
 from helm_dspy.bridge.session import HelmSession
 
 PROMPT_ONLY_CLIENTS = {
@@ -137,7 +138,8 @@ class HelmEngine:
     def _send(self, helm_request: HelmRequest) -> RequestResult:
         """One call through HELM's AutoClient (its cache and retries); a raising client is a failed call."""
         try:
-            return self.session.client.make_request(helm_request)
+            with call_slot(self.deployment_name):  # a grid's per-deployment limit, across all its processes
+                return self.session.client.make_request(helm_request)
         except Exception as error:  # after HELM's retries, or at client construction (e.g. no API key)
             return RequestResult(
                 success=False, cached=False, completions=[], embedding=[], error=f"{type(error).__name__}: {error}"

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_optimize_parser(verbs)
     add_report_parser(verbs)
     add_quickstart_parser(verbs)
+    add_grid_parser(verbs)
     for verb in [check, *(p for name, p in verbs.choices.items() if name != "data")]:
         verb.add_argument(
             "-v",
@@ -67,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
             f"the log file (${LOG_ENV}, default ~/.cache/helm_dspy/helm-dspy.log)",
         )
     return parser
+
+
+def add_grid_parser(verbs) -> None:
+    from helm_dspy.grid.cli import add_grid_parser as add
+
+    add(verbs)
 
 
 def add_quickstart_parser(verbs) -> None:
@@ -87,8 +94,7 @@ def add_quickstart_parser(verbs) -> None:
 def run_quickstart(args: argparse.Namespace) -> int:
     from helm_dspy.quickstart.run import QuickstartOptions, quickstart
 
-    quickstart(from_args(QuickstartOptions, args))
-    return 0
+    return quickstart(from_args(QuickstartOptions, args))
 
 
 def add_report_parser(verbs) -> None:

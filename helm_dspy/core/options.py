@@ -97,6 +97,20 @@ def add_options(parser: argparse.ArgumentParser, cls, defaults: dict[str, Any] |
         )
 
 
+def split_list(text: str) -> list[str]:
+    """Comma-separated items, where a run entry keeps its own arguments together:
+    ``medbullets:holdout=0.2,holdout_seed=7,head_qa`` is two entries (a ``key=value`` piece joins the item before)."""
+    items: list[str] = []
+    for piece in (piece.strip() for piece in text.split(",")):
+        if not piece:
+            continue
+        if items and "=" in piece and ":" not in piece and ":" in items[-1]:
+            items[-1] += f",{piece}"
+        else:
+            items.append(piece)
+    return items
+
+
 def from_args(cls, args: argparse.Namespace, **fixed: Any):
     """``cls`` built from parsed flags (checked: ``minimum``), nested dataclasses included; ``fixed`` wins."""
     values: dict[str, Any] = {}
@@ -109,7 +123,7 @@ def from_args(cls, args: argparse.Namespace, **fixed: Any):
         elif field.metadata.get("cli", False) and hasattr(args, field.name):
             value = getattr(args, field.name)
             if _value_type(cls, field) is list and isinstance(value, str):
-                value = [item.strip() for item in value.split(",") if item.strip()]
+                value = split_list(value)
             minimum = field.metadata.get("minimum")
             if minimum is not None and value is not None and value < minimum:
                 flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")

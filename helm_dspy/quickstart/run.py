@@ -1,32 +1,24 @@
-"""Optimize -> helm-run (baseline + methods) -> helm-summarize -> report, resumable, for the four scenarios.
+"""``helm-dspy quickstart``: a preset of ``helm-dspy grid`` (one model, the four scenarios, 2-core budgets).
 
-Defaults are sized for the embedded 1.5B model on a 2-core CPU (about 30 minutes): few train/valid
-examples, small optimizer budgets, a few test instances. Completed agents and runs are skipped on a
-rerun, and every model call is in HELM's cache, so an interrupted quickstart continues where it stopped.
+Optimize -> helm-run (baseline, the zero-shot CoT control, methods) -> helm-summarize -> report, through the
+grid's code path: resumable (finished agents and runs are skipped, every model call is in HELM's cache).
+Defaults are sized for the embedded 1.5B model on a 2-core CPU: few train/valid examples, small optimizer
+budgets, a few test instances.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-from tqdm import tqdm
-
-from helm_dspy.core.agents import AGENTS_ENV, DEFAULT_AGENTS_DIR
-from helm_dspy.core.methods import (
-    BootstrapFewShotWithRandomSearch,
-    MethodSettings,
-    MIPROv2,
-    ZeroShotCoT,
-    method_class,
-)
+from helm_dspy.core.agents import DEFAULT_AGENTS_DIR
+from helm_dspy.core.methods import BootstrapFewShotWithRandomSearch, MIPROv2, ZeroShotCoT
 from helm_dspy.core.options import option
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
+from helm_dspy.grid.check import check_grid
+from helm_dspy.grid.presets import quickstart_grid
+from helm_dspy.grid.run import run_grid_plan
 from helm_dspy.helm_run_args import DEFAULT_LOCAL_PATH
 from helm_dspy.local.deployment import (
     GGUF_ENV,
@@ -37,37 +29,11 @@ from helm_dspy.local.deployment import (
     register_local_model,
 )
 from helm_dspy.local.weights import resolve_model_path
-from helm_dspy.optimize.run import OptimizeOptions, optimize
-from helm_dspy.report.report import format_table, report
 
 SCENARIOS = ("medcalc_bench", "medec", "head_qa", "medbullets")
 OPTIMIZERS = (BootstrapFewShotWithRandomSearch.name, MIPROv2.name)
 CONTROLS = (ZeroShotCoT.name,)
 """Evaluated beside the optimizers, never optimized: an optimizer helps only where it beats the zero-shot program."""
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-def quickstart_entry(scenario: str) -> str:
-    """Run entry used for both optimizing and evaluating (so holdouts match)."""
-    if scenario == "medbullets":
-        return "medbullets:holdout=0.2"
-    if scenario == "medcalc_bench" and mirror.data_dir() is not None:
-        return "medcalc_bench:holdout=20"  # the mirror has no MedCalc train split
-    return scenario
-
-
-def small_budget(optimizer: str, seed: int, num_threads: int) -> MethodSettings:
-    """Budgets for a 2-core CPU: BFRS with 1 random candidate (4 programs), MIPROv2 with 2 candidates x 3 trials."""
-    if optimizer == MIPROv2.name:
-        return MethodSettings(
-            auto="none", num_candidates=2, num_trials=3, max_bootstrapped_demos=2, max_labeled_demos=2,
-            seed=seed, num_threads=num_threads,
-        )  # fmt: skip
-    if optimizer == BootstrapFewShotWithRandomSearch.name:
-        return MethodSettings(
-            num_candidates=1, max_bootstrapped_demos=2, max_labeled_demos=2, seed=seed, num_threads=num_threads
-        )
-    return MethodSettings(seed=seed, num_threads=num_threads)
 
 
 @dataclass
@@ -103,20 +69,6 @@ class QuickstartOptions:
     num_threads: int = option(1, "parallel model calls (1: one local model)", minimum=1)
 
 
-def _bin(name: str) -> str:
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
-def _run(command: list[str], log: Path, env: dict[str, str] | None = None) -> None:
-    with open(log, "a", encoding="utf-8") as handle:
-        handle.write(f"$ {' '.join(command)}\n")
-        handle.flush()
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-    if result.returncode != 0:
-        raise UserError(f"{Path(command[0]).name} failed (exit {result.returncode}); see {log}")
-
-
 def use_local_model_settings(options: QuickstartOptions) -> str:
     """Apply ``--n-ctx``/``--n-threads``/``--gguf`` to the local deployments, here and in the helm-run children
     (which read them at plugin import); returns the deployment to use."""
@@ -132,108 +84,38 @@ def use_local_model_settings(options: QuickstartOptions) -> str:
     return GGUF_MODEL
 
 
-def quickstart(options: QuickstartOptions, out=print) -> dict:
-    started = time.monotonic()
+def quickstart(options: QuickstartOptions, out=print) -> int:
+    """The one-model grid at 2-core budgets (``grid.presets.quickstart_grid``), run by the grid's own code path;
+    returns the exit code."""
     if options.data_dir:
         mirror.set_data_dir(options.data_dir)
-    options = replace(options, model=use_local_model_settings(options))
     unknown = [s for s in options.scenarios if s not in SCENARIOS]
     if unknown:
         raise UserError(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
-    for method in [*options.optimizers, *options.controls]:
-        method_class(method)  # an unknown name: one line listing the methods
-    agents_env = {AGENTS_ENV: options.agents_dir}  # helm-run reads agents where we write them
-    Path(options.output_path).mkdir(parents=True, exist_ok=True)
-    log = Path(options.output_path) / f"quickstart-{options.suite}.log"
-    entries = {scenario: quickstart_entry(scenario) for scenario in options.scenarios}
+    options = replace(options, model=use_local_model_settings(options))
+    grid = check_grid(
+        quickstart_grid(
+            options.model,
+            options.scenarios,
+            options.optimizers,
+            options.controls,
+            max_eval_instances=options.max_eval_instances,
+            max_train=options.max_train,
+            max_val=options.max_val,
+            max_tokens=options.max_tokens,
+            suite=options.suite,
+            local_path=options.local_path,
+            output_path=options.output_path,
+            agents_dir=options.agents_dir,
+            data_dir=options.data_dir,
+            seed=options.seed,
+            num_threads=options.num_threads,
+        )
+    )
     controls = [c for c in options.controls if c not in options.optimizers]
-    methods = controls + list(options.optimizers)
-    # Zero-shot methods have nothing to optimize: helm-run builds their program without an agent file.
-    steps = [(s, o) for s in options.scenarios for o in options.optimizers if not method_class(o).zero_shot]
     control = f" and the control {', '.join(controls)} (not optimized)" if controls else ""
     out(
         f"helm-dspy quickstart: {options.model}; scenarios {', '.join(options.scenarios)}; "
-        f"methods {', '.join(options.optimizers)}{control}; {options.max_eval_instances} test instances each; log {log}"
+        f"methods {', '.join(options.optimizers)}{control}; {options.max_eval_instances} test instances each"
     )
-
-    run_entries = []
-    for scenario in options.scenarios:
-        base = f"{_with_model(entries[scenario], options.model)}"
-        run_entries.append(base)
-        run_entries += [f"{base},dspy={method}" for method in methods]
-    # The whole job's bar (its ETA is the remaining-time estimate); each phase has its own bar below it.
-    overall = tqdm(total=len(steps) + len(run_entries) + 2, desc="quickstart", unit="step", position=0)
-
-    manifests = {}
-    with tqdm(total=len(steps), desc="1/4 optimize", unit="agent", position=1, leave=False) as bar:
-        for scenario, optimizer in steps:
-            bar.set_postfix_str(f"{scenario} {optimizer}")
-            result = _optimize_once(options, entries[scenario], optimizer)
-            manifests[(scenario, optimizer)] = result
-            bar.update(1)
-            overall.update(1)
-
-    common = ["--max-eval-instances", str(options.max_eval_instances), "--suite", options.suite]
-    common += ["--local-path", options.local_path, "--output-path", options.output_path, "--skip-completed-runs"]
-    with tqdm(total=len(run_entries), desc="2/4 helm-run", unit="run", position=1, leave=False) as bar:
-        for entry in run_entries:
-            bar.set_postfix_str(entry[:60])
-            _run([_bin("helm-run"), "--run-entries", entry, *common, "-n", str(options.num_threads)], log, agents_env)
-            bar.update(1)
-            overall.update(1)
-
-    with tqdm(total=1, desc="3/4 helm-summarize", unit="step", position=1, leave=False) as bar:
-        _run(
-            [
-                _bin("helm-summarize"), "--suite", options.suite, "--output-path", options.output_path,
-                "--local-path", options.local_path, "--schema-path", str(schema_path()),
-                "--summarizer-class-name", "helm_dspy.report.summarizer.DSPySummarizer",
-            ],
-            log,
-        )  # fmt: skip
-        bar.update(1)
-        overall.update(1)
-
-    with tqdm(total=1, desc="4/4 report", unit="step", position=1, leave=False) as bar:
-        rows, paths = report(options.suite, options.output_path)
-        bar.update(1)
-        overall.update(1)
-    overall.close()
-    out(format_table(rows))
-    minutes = (time.monotonic() - started) / 60
-    out(f"done in {minutes:.1f} min. Report: {paths['csv']}, {paths['json']}, {paths['png']}")
-    out(f"view the leaderboard: helm-server --suite {options.suite} --output-path {options.output_path}")
-    return {"rows": rows, "paths": paths, "minutes": minutes, "manifests": manifests}
-
-
-def _with_model(entry: str, model: str) -> str:
-    name, _, args = entry.partition(":")
-    return f"{name}:model={model}" + (f",{args}" if args else "")
-
-
-def schema_path() -> Path:
-    """configs/schema_helm_dspy.yaml: beside the package in a checkout, else installed under share/helm-dspy."""
-    installed = Path(sys.prefix) / "share" / "helm-dspy" / "schema_helm_dspy.yaml"
-    for candidate in (REPO_CONFIGS / "schema_helm_dspy.yaml", installed):
-        if candidate.is_file():
-            return candidate
-    raise UserError("configs/schema_helm_dspy.yaml not found; reinstall helm-dspy")
-
-
-def _optimize_once(options: QuickstartOptions, entry: str, optimizer: str) -> dict:
-    """Optimize unless a finished agent with a manifest is already there (resume)."""
-    settings = small_budget(optimizer, options.seed, options.num_threads)
-    request = OptimizeOptions(
-        scenario=entry,
-        model=options.model,
-        optimizer=optimizer,
-        agents_dir=options.agents_dir,
-        local_path=options.local_path,
-        output_path=options.output_path,
-        max_train=options.max_train,
-        max_val=options.max_val,
-        max_tokens=options.max_tokens,
-        settings=settings,
-        reuse_existing=True,
-    )
-    return optimize(request, out=lambda line: None).manifest
+    return run_grid_plan(grid, out)

@@ -1,0 +1,71 @@
+"""Dollar prices of HELM deployments and the cost of counted tokens.
+
+Neutral ground (``core``): ``optimize`` writes ``usage.cost_usd`` into manifests, ``report`` shows a cost column and
+``grid`` bounds a study's dollars, all from here. Prices are USD per 1M tokens: one given explicitly (a grid plan's
+``price``), else litellm's bundled price table read offline (``LITELLM_LOCAL_MODEL_COST_MAP=True``: no network).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+LITELLM_PROVIDERS = {"together": "together_ai", "google": "gemini", "mistralai": "mistral"}
+"""HELM host organization -> litellm's provider prefix (where the names differ)."""
+LITELLM_ORGS = {"meta": "meta-llama"}
+"""HELM model creator -> the creator name in litellm's keys (together_ai/meta-llama/...)."""
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per 1M input / output tokens."""
+
+    input: float
+    output: float
+    source: str = "plan"
+
+    def dollars(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
+
+
+def litellm_keys(deployment: str, model_name: str | None) -> list[str]:
+    """Keys to try in litellm's price table for a HELM deployment, most specific first."""
+    host, _, _ = deployment.partition("/")
+    creator, _, model = (model_name or deployment).partition("/")
+    provider = LITELLM_PROVIDERS.get(host, host)
+    keys = [deployment, model_name or deployment, model, deployment.partition("/")[2]]
+    keys += [f"{provider}/{model}", f"{provider}/{LITELLM_ORGS.get(creator, creator)}/{model}"]
+    return list(dict.fromkeys(key for key in keys if key))
+
+
+@lru_cache(maxsize=1)
+def _litellm_table() -> tuple[dict, dict[str, str]]:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    table = litellm.model_cost
+    return table, {key.lower(): key for key in table}
+
+
+def litellm_price(deployment: str, model_name: str | None) -> Price | None:
+    """USD per 1M tokens from litellm's bundled table (``LITELLM_LOCAL_MODEL_COST_MAP=True``: no network)."""
+    table, lowered = _litellm_table()
+    for candidate in litellm_keys(deployment, model_name):
+        key = lowered.get(candidate.lower())
+        entry = table.get(key) if key else None
+        if entry and entry.get("input_cost_per_token") is not None and entry.get("output_cost_per_token") is not None:
+            return Price(entry["input_cost_per_token"] * 1e6, entry["output_cost_per_token"] * 1e6, f"litellm:{key}")
+    return None
+
+
+def price_of(deployment: str, model_name: str | None = None, given: Price | None = None) -> Price | None:
+    """The price given, else litellm's; None when neither knows the deployment."""
+    return given if given is not None else litellm_price(deployment, model_name)
+
+
+def cost_usd(prompt_tokens: float, completion_tokens: float, price: Price | None) -> float | None:
+    """``prompt_tokens`` x input price + ``completion_tokens`` x output price, in USD; None without a price."""
+    if price is None:
+        return None
+    return round(price.dollars(prompt_tokens, completion_tokens), 6)
