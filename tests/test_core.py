@@ -79,8 +79,8 @@ def test_estimates_follow_the_optimizers_budget_formulas():
     bfrs = BootstrapFewShotWithRandomSearch(MethodSettings(num_candidates=16))
     assert bfrs.estimate_runs(train_size=20, val_size=10) == 19 * 10 + 17 * 20
     mipro = MIPROv2(MethodSettings(auto="light"))  # 6 candidates, 10 trials with demos, valset <= 100
-    assert mipro.estimate_runs(train_size=10, val_size=30) == 30 * (1 + 10) + 6 * 10
-    assert mipro.estimate_runs(train_size=10, val_size=200) == 100 + 10 * 35 + 2 * 100 + 6 * 10
+    assert mipro.estimate_runs(train_size=10, val_size=30) == 30 * (1 + 10) + 4 * 10  # n-2 bootstrapped demo sets
+    assert mipro.estimate_runs(train_size=10, val_size=200) == 100 + 10 * 35 + 2 * 100 + 4 * 10
     assert ZeroShotCoT().estimate_runs(100, 100) == 0
 
 

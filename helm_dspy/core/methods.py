@@ -74,10 +74,13 @@ class Method:
         raise NotImplementedError
 
     def estimate_runs(self, train_size: int, val_size: int) -> int:
-        """Upper bound on task-model program runs (one LM call each for Predict and ChainOfThought)."""
+        """Upper bound on the task-model calls ``compile()`` makes (one per program run: Predict and
+        ChainOfThought make one LM call each), from DSPy 3.4.1's source. An answer ChatAdapter cannot parse
+        costs one more call (DSPy retries it with JSONAdapter); the bounds assume answers parse."""
         raise NotImplementedError
 
-    def estimate_prompt_model_calls(self, train_size: int) -> int:
+    def estimate_prompt_model_calls(self, train_size: int, val_size: int | None = None) -> int:
+        """Upper bound on ``--prompt-model`` calls (instruction proposals, reflections, rules)."""
         return 0
 
 
@@ -133,7 +136,9 @@ class BootstrapFewShotWithRandomSearch(Method):
         return optimizer.compile(program, trainset=trainset, valset=valset)
 
     def estimate_runs(self, train_size, val_size):
-        return (self.candidates + 3) * val_size + (self.candidates + 1) * train_size
+        # seeds -3..N-1 each score the valset; seed -1 and 0..N-1 bootstrap: <= one teacher run per train example
+        bootstraps = self.candidates + 1 if self.settings.max_bootstrapped_demos else 0
+        return (self.candidates + 3) * val_size + bootstraps * train_size
 
 
 class MIPROv2(Method):
@@ -179,17 +184,37 @@ class MIPROv2(Method):
             minibatch_size=min(35, len(valset)),
         )
 
+    def _instruction_candidates(self) -> int:
+        n, _, _ = self._n_and_trials(1)
+        if self.settings.auto == "none":
+            return n
+        few_shot = self.settings.max_bootstrapped_demos or self.settings.max_labeled_demos
+        return int(n * 0.5) if few_shot else n  # MIPROv2 halves the instructions when demos are searched too
+
     def estimate_runs(self, train_size, val_size):
         n, trials, v = self._n_and_trials(val_size)
         if v > 50:  # MIPROv2 minibatches only above 50 valset examples
-            evaluation = v + trials * min(35, v) + math.ceil(trials / 5) * v
+            # a full valset pass after every 5 minibatch trials and one at the end (DSPy's adjusted_num_trials)
+            fulls = math.ceil(trials / 5)
+            evaluation = v + trials * min(35, v) + fulls * v
         else:
             evaluation = v * (1 + trials)
-        return evaluation + n * train_size  # + bootstrapping: n demo sets, each <= one pass over train
+        # demo sets: seeds -3..n-4; seed -1 and the shuffled seeds bootstrap (seed -2 too without labeled demos),
+        # each <= one teacher run per train example; none when only labeled demos are asked for
+        labeled = self.settings.max_labeled_demos
+        zero_shot = not self.settings.max_bootstrapped_demos and not labeled
+        if self.settings.max_bootstrapped_demos or zero_shot:
+            bootstraps = max(0, n - 2 + int(not labeled))
+        else:
+            bootstraps = 0
+        return evaluation + bootstraps * train_size
 
-    def estimate_prompt_model_calls(self, train_size):
+    def estimate_prompt_model_calls(self, train_size, val_size=None):
         n, _, _ = self._n_and_trials(1)
-        return math.ceil(train_size / 10) + 1 + 3 * n  # data summary + (program, module, instruction) per candidate
+        # data summary: first batch of 10, <= 9 more batches, the summary; then per instruction candidate (at most
+        # one per demo set) describe program + describe module + propose
+        summary = 2 + min(max(math.ceil(train_size / 10) - 1, 0), 9)
+        return summary + 3 * min(self._instruction_candidates(), n)
 
 
 class GEPA(Method):
@@ -216,14 +241,29 @@ class GEPA(Method):
         )
         return optimizer.compile(program, trainset=trainset, valset=valset)
 
-    def estimate_runs(self, train_size, val_size):
-        n = GEPA_AUTO_N[self.settings.auto]
-        trials = int(max(4 * math.log2(n), 1.5 * n))
-        return val_size + 5 * n + 35 * trials + ((trials + 1) // 5 + 1 + int(trials < 5)) * val_size + 3
+    REFLECTION_MINIBATCH = 3
+    """dspy.GEPA's reflection_minibatch_size."""
 
-    def estimate_prompt_model_calls(self, train_size):
+    def metric_call_budget(self, val_size: int) -> int:
+        """dspy.GEPA.auto_budget(num_preds=1, n, valset_size): GEPA's max_metric_calls (our programs have one
+        predictor)."""
         n = GEPA_AUTO_N[self.settings.auto]
-        return 35 * int(max(4 * math.log2(n), 1.5 * n)) // 3 + 1  # at most one reflection per minibatch of 3
+        trials = int(max(2 * 2 * math.log2(n), 1.5 * n))
+        fulls = (trials + 1) // 5 + 1 + int(trials < 5)
+        return val_size + 5 * n + trials * 35 + fulls * val_size
+
+    def estimate_runs(self, train_size, val_size):
+        # GEPA checks max_metric_calls only between iterations (the seed's valset pass counts): the last one
+        # starts below the budget and adds at most a parent and a child minibatch plus a full valset pass
+        # (a merge: 5 + valset), so the program runs <= budget - 1 + valset + 6
+        return self.metric_call_budget(val_size) + val_size + 2 * self.REFLECTION_MINIBATCH - 1
+
+    def estimate_prompt_model_calls(self, train_size, val_size=None):
+        if val_size is None:
+            raise ValueError("GEPA's reflection bound needs the valset size")
+        # one reflection per iteration at most; every iteration spends >= one minibatch of metric calls
+        minibatch = max(1, min(self.REFLECTION_MINIBATCH, train_size))
+        return math.ceil((self.metric_call_budget(val_size) - val_size) / minibatch)
 
 
 class SIMBA(Method):
@@ -255,13 +295,14 @@ class SIMBA(Method):
 
     def estimate_runs(self, train_size, val_size):
         bsize, candidates = self._shape(train_size)
-        built = min(bsize, candidates + 1)
-        final = min(candidates + 1, self.settings.max_steps + 1)
+        built = min(bsize, candidates + 1)  # candidates built per step (one per bucket, at most candidates + 1)
+        final = min(candidates + 1, self.settings.max_steps + 1)  # distinct winners scored on all of train
+        # per step: bsize x candidates sampled trajectories + each built candidate on the batch
         return self.settings.max_steps * bsize * (candidates + built) + final * train_size
 
-    def estimate_prompt_model_calls(self, train_size):
+    def estimate_prompt_model_calls(self, train_size, val_size=None):
         bsize, candidates = self._shape(train_size)
-        return self.settings.max_steps * min(bsize, candidates + 1)
+        return self.settings.max_steps * min(bsize, candidates + 1)  # <= one rule per candidate built
 
 
 METHODS: dict[str, type[Method]] = {

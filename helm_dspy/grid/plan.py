@@ -16,6 +16,7 @@ import yaml
 
 from helm_dspy.core.agents import DEFAULT_AGENTS_DIR
 from helm_dspy.core.methods import MethodSettings, get_method, method_class, program_shape
+from helm_dspy.core.prices import Price  # noqa: F401  (also re-exported: plans name prices)
 from helm_dspy.errors import UserError
 from helm_dspy.grid.options import SETTING_NAMES, GridOptions
 from helm_dspy.helm_run_args import DEFAULT_LOCAL_PATH
@@ -61,18 +62,6 @@ TYPES: dict[str, tuple[type, ...]] = {
     "input": (int, float),
     "output": (int, float),
 }
-
-
-@dataclass(frozen=True)
-class Price:
-    """USD per 1M input / output tokens."""
-
-    input: float
-    output: float
-    source: str = "plan"
-
-    def dollars(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input + completion_tokens * self.output) / 1_000_000
 
 
 @dataclass(frozen=True)

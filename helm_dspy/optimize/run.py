@@ -24,6 +24,7 @@ from helm_dspy.core.agents import DEFAULT_AGENTS_DIR, AgentStore, scenario_key
 from helm_dspy.core.manifest import Manifest
 from helm_dspy.core.methods import METHOD_NAMES, Method, MethodSettings, get_method, program_shape
 from helm_dspy.core.options import option
+from helm_dspy.core.prices import cost_usd, price_of
 from helm_dspy.core.program import PROGRAM_SHAPES, build_program, describe_program
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
@@ -184,7 +185,7 @@ def plan(options: OptimizeOptions) -> Plan:
     runs = method.estimate_runs(train_size, val_size)
     estimate = {
         "task_model_calls": val_size + runs + (val_size if runs else 0),  # baseline + optimizer + final score
-        "prompt_model_calls": method.estimate_prompt_model_calls(train_size),
+        "prompt_model_calls": method.estimate_prompt_model_calls(train_size, val_size),
     }
     estimate["total_lm_calls"] = estimate["task_model_calls"] + estimate["prompt_model_calls"]
     return Plan(options, entry, method, shape, prompt_model, session, data, scenario, agent, estimate, started)
@@ -236,6 +237,32 @@ def execute(plan: Plan) -> Outcome:
     return Outcome(program, baseline, optimized, usage, parse_failures.count, metric.metric_name)
 
 
+def manifest_cost(plan: Plan, usage: UsageCounter) -> dict:
+    """``cost_usd`` (tokens x the deployment's price, every call counted: what the optimization costs from an empty
+    cache) with the price and a note; ``cost_usd`` is None, and the note says why, where price or tokens are unknown."""
+    deployments = list(dict.fromkeys((plan.options.model, plan.prompt_model)))
+    prices = {d: price_of(d, plan.session.deployment(d).model_name) for d in deployments}
+    unpriced = [d for d, price in prices.items() if price is None]
+    untokenized = [d for d in deployments if not plan.session.deployment(d).tokenizer_name]
+    if not untokenized and usage.calls > usage.failed_calls and not usage.prompt_tokens:
+        untokenized = deployments  # a tokenizer HELM could not load (e.g. offline): nothing was counted
+    price = prices[plan.options.model]
+    fields: dict = {"price_usd_per_1m_tokens": None}
+    if price is not None:
+        fields["price_usd_per_1m_tokens"] = {"input": price.input, "output": price.output, "source": price.source}
+    if unpriced:
+        note = f"no known price for {', '.join(unpriced)} (litellm's bundled table)"
+    elif untokenized:
+        note = f"token counts unavailable: {', '.join(untokenized)} has no HELM tokenizer"
+    elif len({(p.input, p.output) for p in prices.values() if p}) > 1:
+        note = "task and prompt model tokens are counted together and their prices differ"
+    else:
+        dollars = cost_usd(usage.prompt_tokens, usage.completion_tokens, price)
+        note = "prompt tokens x input price + completion tokens x output price; cached calls included"
+        return {**fields, "cost_usd": dollars, "cost_note": note}
+    return {**fields, "cost_usd": None, "cost_note": note}
+
+
 def record(plan: Plan, outcome: Outcome) -> OptimizeResult:
     """The agent and its manifest, both written atomically (the manifest last: it marks the agent finished)."""
     options, data = plan.options, plan.data
@@ -261,7 +288,7 @@ def record(plan: Plan, outcome: Outcome) -> OptimizeResult:
         optimized_valid_score=outcome.optimized,
         unparsable_answers=outcome.unparsable,
         optimized_program=describe_program(outcome.program),
-        usage={**outcome.usage.as_dict(), "cost_usd": None, "cost_note": "HELM clients report no price"},
+        usage={**outcome.usage.as_dict(), **manifest_cost(plan, outcome.usage)},
         estimate=plan.estimate,
         wall_time_s=round(time.monotonic() - plan.started, 2),
         versions={"crfm-helm": version("crfm-helm"), "dspy": dspy.__version__, "helm-dspy": __version__},

@@ -14,8 +14,9 @@ from helm.benchmark.scenarios.scenario import ScenarioSpec
 
 from helm_dspy.core.files import atomic_path
 from helm_dspy.core.methods import METHODS
+from helm_dspy.core.prices import cost_usd, litellm_price
 from helm_dspy.errors import UserError
-from helm_dspy.evaluate.derived import split_derived_model_name
+from helm_dspy.evaluate.derived import SCENARIO_SEPARATOR, split_derived_model_name
 from helm_dspy.report.paired import bootstrap_ci, paired_bootstrap
 from helm_dspy.scenarios.main_metric import main_metric_name
 
@@ -51,6 +52,8 @@ class Run:
     max_eval_instances: int | None = None
     run_dir: Path | None = None
     """Where ``read_suite`` found the run: the fix-it commands name its suite and output folder."""
+    deployment: str | None = None
+    """The base model's HELM deployment (a derived one's base), for its price."""
 
 
 @dataclass
@@ -70,6 +73,8 @@ class ReportRow:
     usage: dict[str, float]
     agent_demos: int | None = None
     agent_instructions_changed: bool | None = None
+    cost_usd: float | None = None
+    """The run's tokens x its deployment's price (litellm's bundled table); None where no price is known."""
 
     @property
     def role(self) -> str:
@@ -142,7 +147,36 @@ def read_run(run_dir: Path, metric: str | None) -> Run:
                 agent[key] = max(agent.get(key, 0.0), stat["sum"] / stat["count"])
     if not scores:
         raise UserError(f"run {run_dir.name} has no per-instance {chosen!r} stat; pass --metric NAME")
-    return Run(spec["name"], scenario, base_model, method, chosen, scores, usage, agent)
+    deployment = base_deployment(spec["adapter_spec"].get("model_deployment"), base_model, derived is not None)
+    return Run(spec["name"], scenario, base_model, method, chosen, scores, usage, agent, deployment=deployment)
+
+
+def base_deployment(deployment: str | None, base_model: str, derived: bool) -> str:
+    """The deployment a run's model calls were priced at: a derived deployment names its base (or is its model's)."""
+    if not deployment:
+        return base_model
+    if not derived:
+        return deployment
+    parts = deployment.split(SCENARIO_SEPARATOR)
+    return next((p.partition("=")[2] for p in parts if p.startswith("deployment=")), base_model)
+
+
+def run_tokens(usage: dict[str, float]) -> tuple[float, float]:
+    """(prompt, completion) tokens of a run: DSPy's counts for a dspy= run, HELM's for a baseline."""
+    tokens_in = usage.get("dspy_prompt_tokens") or usage.get("num_prompt_tokens", 0)
+    tokens_out = usage.get("dspy_completion_tokens") or usage.get("num_output_tokens", 0)
+    return tokens_in, tokens_out
+
+
+def attach_costs(rows: list[ReportRow], runs: list[Run]) -> list[ReportRow]:
+    """Each row's dollars: its tokens x its deployment's price, where litellm's bundled table knows it."""
+    deployments = {(run.scenario, run.model, run.method): run.deployment or run.model for run in runs}
+    for row in rows:
+        deployment = deployments.get((row.scenario, row.model, row.method), row.model)
+        price = litellm_price(deployment, row.model)
+        tokens_in, tokens_out = run_tokens(row.usage)
+        row.cost_usd = cost_usd(tokens_in, tokens_out, price) if price and (tokens_in or tokens_out) else None
+    return rows
 
 
 def scenario_of(run_name: str) -> str:
@@ -230,14 +264,16 @@ def attach_agents(rows: list[ReportRow], runs: list[Run]) -> list[ReportRow]:
 
 def format_table(rows: list[ReportRow]) -> str:
     """The report as text; the agent column says which rows are the control or an unchanged zero-shot agent."""
+    priced = any(r.cost_usd is not None for r in rows)  # the USD column only where some price is known
     header = (
-        "scenario", "model", "method", "n", "score", "Δ vs baseline", "95% CI", "LM calls", "tokens in/out", "agent",
+        "scenario", "model", "method", "n", "score", "Δ vs baseline", "95% CI", *(("USD",) if priced else ()),
+        "LM calls", "tokens in/out", "agent",
     )  # fmt: skip
     lines = [header]
     for r in in_display_order(rows):
         calls = r.usage.get("dspy_lm_calls")
-        tokens_in = r.usage.get("dspy_prompt_tokens") or r.usage.get("num_prompt_tokens", 0)
-        tokens_out = r.usage.get("dspy_completion_tokens") or r.usage.get("num_output_tokens", 0)
+        tokens_in, tokens_out = run_tokens(r.usage)
+        usd = (f"{r.cost_usd:.4f}" if r.cost_usd is not None else "?",) if priced else ()
         lines.append(
             (
                 r.scenario,
@@ -247,6 +283,7 @@ def format_table(rows: list[ReportRow]) -> str:
                 f"{r.score:.3f}",
                 "" if r.method == BASELINE else f"{r.difference:+.3f}",
                 "" if r.method == BASELINE else f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
+                *usd,
                 f"{calls:.0f}" if calls is not None else f"{r.n}",
                 f"{tokens_in:.0f}/{tokens_out:.0f}",
                 r.note,
@@ -368,6 +405,6 @@ def _atomic(path: Path, write) -> None:
 
 def report(suite: str, output_path: str = "benchmark_output", metric: str | None = None, seed: int = 0):
     runs = read_suite(output_path, suite, metric)
-    rows = attach_agents(compare(runs, seed), runs)
+    rows = attach_costs(attach_agents(compare(runs, seed), runs), runs)
     paths = write_outputs(rows, Path(output_path) / "runs" / suite)
     return rows, paths
