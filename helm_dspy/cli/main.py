@@ -12,7 +12,7 @@ from pathlib import Path
 import dspy  # noqa: F401  (configures its loggers on import; quiet_offline_noise adjusts them after)
 import nltk
 
-from helm_dspy.core.options import add_options, from_args
+from helm_dspy.core.options import DATA_DIR_HELP, add_options, from_args
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
 from helm_dspy.secrets import install_log_redaction, redact
@@ -151,12 +151,7 @@ def run_optimize(args: argparse.Namespace) -> int:
 
 
 def add_data_dir_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="offline mirror folder (one subfolder per scenario, upstream file names); "
-        "overrides HELM_DSPY_DATA_DIR. Without either, data is downloaded as HELM does.",
-    )
+    parser.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
 
 
 def run_data_check(args: argparse.Namespace) -> int:

@@ -130,3 +130,14 @@ def from_args(cls, args: argparse.Namespace, **fixed: Any):
                 raise UserError(f"{flag} must be at least {minimum}")
             values[field.name] = value
     return cls(**values)
+
+
+DATA_DIR_HELP = (
+    "offline mirror folder (one subfolder per scenario, upstream file names); overrides HELM_DSPY_DATA_DIR. "
+    "Without either, data is downloaded as HELM does."
+)
+
+
+def data_dir_option() -> Any:
+    """``--data-dir``, the same for every command that reads benchmark data."""
+    return option(None, DATA_DIR_HELP, metavar="DIR")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from helm_dspy.bridge import DEFAULT_MAX_TOKENS
+from helm_dspy.core.methods import method_class
 from helm_dspy.core.prices import LITELLM_ORGS, LITELLM_PROVIDERS, litellm_keys, litellm_price
 from helm_dspy.core.program import build_program
 from helm_dspy.core.prompt import program_input
@@ -106,7 +107,7 @@ def _plan(grid: Grid, scenario: str, model: str, method_name: str, settings) -> 
             output_path=grid.output_path,
             max_train=grid.max_train,
             max_val=grid.max_val,
-            program=None if method_name.startswith("zeroshot") else grid.program,
+            program=None if method_class(method_name).zero_shot else grid.program,
             max_tokens=grid.max_tokens,
             dry_run=True,
             settings=settings,

@@ -23,7 +23,7 @@ from helm_dspy.bridge.session import HelmSession
 from helm_dspy.core.agents import DEFAULT_AGENTS_DIR, AgentStore, scenario_key
 from helm_dspy.core.manifest import Manifest
 from helm_dspy.core.methods import METHOD_NAMES, Method, MethodSettings, get_method, program_shape
-from helm_dspy.core.options import option
+from helm_dspy.core.options import data_dir_option, option
 from helm_dspy.core.prices import cost_usd, price_of
 from helm_dspy.core.program import PROGRAM_SHAPES, build_program, describe_program
 from helm_dspy.data import mirror
@@ -53,12 +53,7 @@ class OptimizeOptions:
     )
     agents_dir: str = option(DEFAULT_AGENTS_DIR, "where agents are written")
     local_path: str = option(DEFAULT_LOCAL_PATH, "HELM's prod_env folder: deployments, credentials, cache")
-    data_dir: str | None = option(
-        None,
-        "offline mirror folder (one subfolder per scenario, upstream file names); overrides HELM_DSPY_DATA_DIR. "
-        "Without either, data is downloaded as HELM does.",
-        metavar="DIR",
-    )
+    data_dir: str | None = data_dir_option()
     output_path: str = option("benchmark_output", "HELM output folder for scenario downloads")
     max_train: int | None = option(200, "at most N train examples, seeded sample", minimum=1)
     max_val: int | None = option(100, "at most N validation examples, seeded sample", minimum=1)

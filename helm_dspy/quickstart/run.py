@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from helm_dspy.core.agents import DEFAULT_AGENTS_DIR
 from helm_dspy.core.methods import BootstrapFewShotWithRandomSearch, MIPROv2, ZeroShotCoT
-from helm_dspy.core.options import option
+from helm_dspy.core.options import data_dir_option, option
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
 from helm_dspy.grid.check import check_grid
@@ -59,12 +59,7 @@ class QuickstartOptions:
     local_path: str = option(DEFAULT_LOCAL_PATH, "HELM prod_env folder")
     output_path: str = option("benchmark_output", "HELM output folder")
     agents_dir: str = option(DEFAULT_AGENTS_DIR, "where agents are written (helm-run reads them from there)")
-    data_dir: str | None = option(
-        None,
-        "offline mirror folder (one subfolder per scenario, upstream file names); overrides HELM_DSPY_DATA_DIR. "
-        "Without either, data is downloaded as HELM does.",
-        metavar="DIR",
-    )
+    data_dir: str | None = data_dir_option()
     seed: int = option(1, "seed for sampling and optimizers")
     num_threads: int = option(1, "parallel model calls (1: one local model)", minimum=1)
 
