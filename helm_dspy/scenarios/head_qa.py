@@ -6,7 +6,6 @@ import json
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from unittest import mock
 
 from helm.benchmark.scenarios import headqa_scenario
 from helm.benchmark.scenarios.headqa_scenario import HeadQAScenario
@@ -60,8 +59,13 @@ def _serve_as_test_split(hf_split: str, dataset_path: str, language: str):
         upstream = f"huggingface.co/datasets/{dataset_path} config {language!r}"
         with download_errors(SCENARIO, upstream, HF_SPLIT_FILES[hf_split].relative_path):
             rows = load_dataset(dataset_path, language)[hf_split]
-    with _PATCH_LOCK, mock.patch.object(headqa_scenario, "load_dataset", lambda *args, **kwargs: {"test": rows}):
-        yield
+    with _PATCH_LOCK:  # HELM's module reads its own ``load_dataset`` name: serve it our rows, then restore it
+        original = headqa_scenario.load_dataset
+        headqa_scenario.load_dataset = lambda *args, **kwargs: {"test": rows}
+        try:
+            yield
+        finally:
+            headqa_scenario.load_dataset = original
 
 
 def hf_rows(path: Path, source: SourceFile) -> list[dict]:
