@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -51,3 +55,63 @@ def run_command(args: list[str], cwd: Path, env: dict[str, str] | None = None, t
     return subprocess.run(
         [executable, *args[1:]], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _chromium() -> str:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Debian chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium not installed")
+    return chromium
+
+
+def leaderboard_tables(workspace: Path, suite: str, pages: dict[str, str]) -> dict[str, list[list[str]]]:
+    """helm-server on 127.0.0.1; each page's first table as rows of cell texts, and a screenshot per page."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = _chromium()
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "helm-server"), "--suite", suite, "-p", str(port)],
+        cwd=workspace,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    artifacts = Path(os.environ.get("HELM_DSPY_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    found: dict[str, list[list[str]]] = {}
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+        flags += ["--disable-sync", "--no-first-run", "--disable-quic"]
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=flags)
+            page = browser.new_page(viewport={"width": 1600, "height": 900})
+            for group, screenshot in pages.items():
+                page.goto(f"http://127.0.0.1:{port}/#/leaderboard/{group}")
+                page.wait_for_selector("table tbody tr", timeout=30000)
+                table = page.locator("table").first
+                found[group] = [
+                    [cell.strip() for cell in row.locator("td").all_inner_texts()]
+                    for row in table.locator("tbody tr").all()
+                ]
+                page.screenshot(path=str(artifacts / screenshot), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    for screenshot in pages.values():
+        assert (artifacts / screenshot).stat().st_size > 10_000
+    return found

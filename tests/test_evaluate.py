@@ -9,11 +9,10 @@ import json
 import os
 import shutil
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, run_command
+from conftest import REPO_ROOT, leaderboard_tables, run_command
 from test_optimize import write_deployment
 
 from helm_dspy.core.methods import MethodSettings
@@ -307,65 +306,17 @@ def test_grid_conf_builds_every_run(workspace, conf, monkeypatch):
     assert len(names) == 6  # the baseline model and one derived model per method
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_leaderboard_in_headless_chromium(workspace, summarized):
     """helm-server on 127.0.0.1, the page in Debian's Chromium: baseline and method rows with their scores."""
-    import subprocess
-    import time
-    import urllib.request
-
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Debian chromium is not installed (.ci/run installs it)")
-        pytest.skip("chromium not installed")
-    from playwright.sync_api import sync_playwright
-
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "helm-server"), "--suite", summarized, "-p", str(port)],
-        cwd=workspace,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    artifacts = Path(os.environ.get("HELM_DSPY_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
-    artifacts.mkdir(parents=True, exist_ok=True)
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-        flags += ["--disable-sync", "--no-first-run", "--disable-quic"]
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=flags)
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/#/leaderboard/medbullets")
-            page.wait_for_selector("table tbody tr", timeout=30000)
-            rows = page.locator("table tbody tr").all_inner_texts()
-            page.screenshot(path=str(artifacts / "leaderboard_medbullets.png"), full_page=True)
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    cells = {row.split("\n")[0].strip(): [c.strip() for c in row.split("\n")[1:] if c.strip()] for row in rows}
+    tables = leaderboard_tables(workspace, summarized, {"medbullets": "leaderboard_medbullets.png"})
+    cells = {row[0]: row[1:] for row in tables["medbullets"]}
     assert set(cells) == {
         "scripted/oracle",
         "scripted/oracle — DSPy BootstrapFewShot+RandomSearch",
         "scripted/oracle — DSPy zero-shot CoT",
-    }, rows
+    }, tables
     assert cells["scripted/oracle — DSPy BootstrapFewShot+RandomSearch"][0] == "1"
     assert cells["scripted/oracle"][0] == "0" and cells["scripted/oracle — DSPy zero-shot CoT"][0] == "0"
-    assert (artifacts / "leaderboard_medbullets.png").stat().st_size > 10_000
 
 
 def test_client_keeps_system_messages_honours_temperature_and_is_thread_safe(workspace, monkeypatch):

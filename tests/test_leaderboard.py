@@ -10,16 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, run_command
+from conftest import REPO_ROOT, leaderboard_tables, run_command
 from test_optimize import write_deployment
 
 MODEL = "scripted/oracle"
@@ -155,72 +150,13 @@ def test_per_scenario_tables_keep_their_rows_and_real_deployments(summarized):
     assert f"{MODEL}-helmdspy-zs-cot@medbullets@holdout=0.2" in deployments and MODEL in deployments
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _chromium() -> str:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("Debian chromium is not installed (.ci/run installs it)")
-        pytest.skip("chromium not installed")
-    return chromium
-
-
-def _page_rows(workspace: Path, pages: dict[str, str]) -> dict[str, list[list[str]]]:
-    """helm-server on 127.0.0.1; each page's first table as rows of cell texts, and a screenshot per page."""
-    from playwright.sync_api import sync_playwright
-
-    chromium = _chromium()
-    port = _free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "helm-server"), "--suite", SUITE, "-p", str(port)],
-        cwd=workspace,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    artifacts = Path(os.environ.get("HELM_DSPY_TEST_ARTIFACTS", REPO_ROOT / "test-artifacts"))
-    artifacts.mkdir(parents=True, exist_ok=True)
-    found: dict[str, list[list[str]]] = {}
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
-        flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-        flags += ["--disable-sync", "--no-first-run", "--disable-quic"]
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=flags)
-            page = browser.new_page(viewport={"width": 1600, "height": 900})
-            for group, screenshot in pages.items():
-                page.goto(f"http://127.0.0.1:{port}/#/leaderboard/{group}")
-                page.wait_for_selector("table tbody tr", timeout=30000)
-                table = page.locator("table").first
-                found[group] = [
-                    [cell.strip() for cell in row.locator("td").all_inner_texts()]
-                    for row in table.locator("tbody tr").all()
-                ]
-                page.screenshot(path=str(artifacts / screenshot), full_page=True)
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    for screenshot in pages.values():
-        assert (artifacts / screenshot).stat().st_size > 10_000
-    return found
-
-
 @pytest.mark.slow
 @pytest.mark.mirror
 def test_leaderboard_pages_in_headless_chromium(workspace, summarized):
     """From the page: the all-scenarios table has one row per (model, method), none with an empty cell."""
-    pages = _page_rows(
+    pages = leaderboard_tables(
         workspace,
+        SUITE,
         {PARENT: "leaderboard_all_scenarios.png", "medbullets": "leaderboard_medbullets_scenario.png"},
     )
     rows = pages[PARENT]
