@@ -1,9 +1,12 @@
 """Grid wall time, one node at a time vs in parallel: 8 optimize cells against a provider that takes 0.2 s a call.
 
-2 scenarios x 4 deployments x BFRS (1 candidate, 3 train, 3 valid) + 8 helm-runs, all on one local FaultServer
-(tests/fault_server.py, ``delay_s=0.2``), each configuration in a fresh folder (empty request cache). Prints wall
-time per configuration, the speed-up over ``--max-parallel 1`` and the model calls each made (they must match).
-Needs the data mirror (``HELM_DSPY_DATA_DIR``). Usage: ``python benchmarks/grid_speed.py [--ray]``.
+What the grid is for: API models, whose cells spend their time waiting on the provider. 2 scenarios x 4
+deployments x BFRS (2 candidates, 8 train, 60 valid, ``--num-threads 1``: one call in flight per cell, so one
+node at a time really waits for every call) + 8 helm-runs (baseline, BFRS, zeroshot-cot on 3 instances), all on
+one local FaultServer (tests/fault_server.py, ``delay_s=0.2``), each configuration in a fresh folder (empty
+request cache). Prints wall time per configuration, the speed-up over ``--max-parallel 1`` and the model calls
+each made (they must match). Needs the data mirror (``HELM_DSPY_DATA_DIR``).
+Usage: ``python benchmarks/grid_speed.py [--ray]`` (about 15 minutes with ``--ray`` on 2 cores).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from fault_server import FaultServer, write_fault_deployment  # noqa: E402
 MODELS = ("fault/a", "fault/b", "fault/c", "fault/d")
 FLAGS = [
     "--scenarios", "medbullets:holdout=0.2,head_qa", "--models", ",".join(MODELS),
-    "--methods", "BootstrapFewShotWithRandomSearch,zeroshot-cot", "--num-candidates", "1", "--max-train", "3",
-    "--max-val", "3", "--max-eval-instances", "3", "--num-threads", "2", "--eval-num-threads", "2",
+    "--methods", "BootstrapFewShotWithRandomSearch,zeroshot-cot", "--num-candidates", "2", "--max-train", "8",
+    "--max-val", "60", "--max-eval-instances", "3", "--num-threads", "1", "--eval-num-threads", "2",
     "--max-tokens", "256", "--suite", "speed",
 ]  # fmt: skip
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
+BUNDLED_PRICES = "model_prices_and_context_window_backup.json"
+"""litellm's offline price table, shipped inside the litellm package (DSPy installs litellm)."""
 LITELLM_PROVIDERS = {"together": "together_ai", "google": "gemini", "mistralai": "mistral"}
 """HELM host organization -> litellm's provider prefix (where the names differ)."""
 LITELLM_ORGS = {"meta": "meta-llama"}
@@ -41,11 +44,21 @@ def litellm_keys(deployment: str, model_name: str | None) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _litellm_table() -> tuple[dict, dict[str, str]]:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
+    """litellm's bundled price file, read as JSON: the file ``LITELLM_LOCAL_MODEL_COST_MAP=True`` makes litellm use,
+    without importing litellm (5 s on 2 cores, paid by every optimize cell that writes a manifest)."""
+    import importlib.util
+    import json
 
-    table = litellm.model_cost
-    return table, {key.lower(): key for key in table}
+    spec = importlib.util.find_spec("litellm")
+    path = Path(spec.origin).parent / BUNDLED_PRICES if spec and spec.origin else None
+    if path is None or not path.is_file():  # another litellm layout: ask litellm itself
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        table = litellm.model_cost
+    else:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    return table, {key.lower(): key for key in table if isinstance(table[key], dict)}
 
 
 def litellm_price(deployment: str, model_name: str | None) -> Price | None:
