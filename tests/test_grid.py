@@ -654,3 +654,15 @@ def test_quickstart_preset_is_a_one_model_grid(mirror_dir):
         f"optimize medbullets:holdout=0.2 {LOCAL_MODEL} {BFRS}",
         f"evaluate medbullets:holdout=0.2 {LOCAL_MODEL}",
     ]
+
+
+def test_the_local_model_is_held_by_one_node_at_a_time(mirror_dir):
+    """The embedded model is one in-process llama.cpp instance: never two cells loading it at once."""
+    from helm_dspy.grid.check import check_grid
+    from helm_dspy.grid.presets import quickstart_grid
+    from helm_dspy.grid.schedule import Scheduler  # noqa: F401  (admission uses max_concurrent_calls)
+    from helm_dspy.local.deployment import LOCAL_MODEL
+
+    grid = quickstart_grid(LOCAL_MODEL, ["medbullets"], ["BootstrapFewShotWithRandomSearch"], [], num_threads=4)
+    grid.max_parallel = 8
+    assert check_grid(grid).models[0].max_concurrent_calls == 1

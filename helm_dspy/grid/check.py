@@ -7,11 +7,13 @@ only (built-in configs plus ``<local_path>/model_deployments.yaml``).
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from helm_dspy.bridge.credentials import register_helm_configs
 from helm_dspy.core.agents import scenario_key
 from helm_dspy.errors import UserError
 from helm_dspy.grid.plan import Grid
+from helm_dspy.local.deployment import CLIENT as LOCAL_CLIENT
 from helm_dspy.local.deployment import register_local_models
 from helm_dspy.optimize.dataset import build_run_spec, normalize_entry
 
@@ -42,10 +44,13 @@ class DeploymentRegistry:
 def check_grid(grid: Grid) -> Grid:
     """Deployments and run entries looked up in HELM; fills ``grid.scenario_keys`` and normalizes the entries."""
     registry = DeploymentRegistry(grid.local_path)
-    for model in grid.models:
-        registry.deployment(model.name)
+    for index, model in enumerate(grid.models):
+        deployment = registry.deployment(model.name)
         if model.prompt_model:
             registry.deployment(model.prompt_model)
+        if deployment.client_spec.class_name == LOCAL_CLIENT and model.max_concurrent_calls != 1:
+            # One in-process llama.cpp model per process: one node at a time may hold it (never loaded twice).
+            grid.models[index] = replace(model, max_concurrent_calls=1)
     entries = []
     for entry in grid.scenarios:
         normalized = normalize_entry(entry)
