@@ -1,28 +1,44 @@
-"""``helm-dspy quickstart`` interrupted mid-way and rerun continues where it stopped (scripted model, real data)."""
+"""``helm-dspy quickstart`` interrupted mid-way and rerun continues where it stopped (real data).
+
+The model is the fault-injecting server answering after 0.5 s a call, so each helm-run run takes seconds and the
+interrupt lands between runs deterministically (a scripted in-process model finished all three before it).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 
 import pytest
 from conftest import BIN, OFFLINE_ENV, REPO_ROOT, run_command
-from test_evaluate import cache_rows
-from test_optimize import write_deployment
+from fault_server import FaultServer, write_fault_deployment
 
 pytestmark = pytest.mark.slow  # a quickstart subprocess interrupted
 
-BASELINE_RUN = "medbullets:model=scripted_oracle,holdout=0.2"
+BASELINE_RUN = "medbullets:model=fault_slow,holdout=0.2"
 
 
-def test_quickstart_resumes_after_an_interrupt(mirror_dir, tmp_path):
+def cache_rows(root) -> int:
+    with sqlite3.connect(root / "prod_env" / "cache" / "fault.sqlite") as connection:
+        return connection.execute("select count(*) from unnamed").fetchone()[0]
+
+
+@pytest.fixture
+def slow_server(tmp_path):
     answers = tmp_path / "answers.json"
     answers.write_text("{}")
-    write_deployment(tmp_path / "prod_env", "scripted/oracle", answers, tokenizer="simple/tokenizer1")
-    args = ["helm-dspy", "quickstart", "--model", "scripted/oracle", "--scenarios", "medbullets"]
+    server = FaultServer(answers, delay_s=0.5).start()
+    yield server
+    server.stop()
+
+
+def test_quickstart_resumes_after_an_interrupt(mirror_dir, tmp_path, slow_server):
+    write_fault_deployment(tmp_path / "prod_env", "fault/slow", slow_server)
+    args = ["helm-dspy", "quickstart", "--model", "fault/slow", "--scenarios", "medbullets"]
     args += ["--optimizers", "BootstrapFewShotWithRandomSearch,zeroshot-cot", "--max-eval-instances", "2"]
     args += ["--max-train", "2", "--max-val", "2", "--data-dir", str(mirror_dir)]
     env = {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
@@ -45,6 +61,7 @@ def test_quickstart_resumes_after_an_interrupt(mirror_dir, tmp_path):
         time.sleep(0.2)
     os.killpg(first.pid, signal.SIGINT)
     first.wait(timeout=120)
+    interrupted = time.time_ns()
     assert first.returncode != 0, "the interrupt came too late to test resuming"
     assert not (suite / "helm_dspy_report.json").exists()
     finished = list(suite.glob("*/stats.json"))
@@ -57,8 +74,10 @@ def test_quickstart_resumes_after_an_interrupt(mirror_dir, tmp_path):
     second = run_command(args, cwd=tmp_path, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # agent kept, finished runs skipped
-    assert len(list(suite.glob("*/stats.json"))) == 3 and baseline_stats.exists()
-    assert cache_rows(tmp_path) > calls_before  # the runs that had not finished were made
+    resumed = [path for path in suite.glob("*/stats.json") if path not in stamps]
+    assert len(resumed) == 3 - len(finished) and baseline_stats.exists()  # the unfinished runs were run now
+    assert all(path.stat().st_mtime_ns > interrupted for path in resumed)
+    assert cache_rows(tmp_path) >= calls_before  # calls made before the interrupt stay cached (none repeated)
     rows = json.loads((suite / "helm_dspy_report.json").read_text())
     assert {row["method"] for row in rows} == {"baseline", "BootstrapFewShotWithRandomSearch", "zeroshot-cot"}
     assert all(row["n"] == 2 for row in rows)  # every method on the same 2 held-out test instances
