@@ -409,3 +409,23 @@ def test_comma_lists_keep_a_run_entrys_arguments_together():
         "mmlu:subject=anatomy",
     ]
     assert split_list("MIPROv2,zeroshot-cot,") == ["MIPROv2", "zeroshot-cot"]
+
+
+def test_options_round_trip_through_flags():
+    """What the grid hands ``helm-dspy optimize`` is the options it meant (``to_args`` inverts ``from_args``)."""
+    import argparse
+
+    from helm_dspy.core.options import add_options, from_args, to_args
+    from helm_dspy.optimize.run import OptimizeOptions
+
+    options = OptimizeOptions(
+        scenario="medbullets:holdout=0.2,holdout_seed=7",
+        model="m/x",
+        optimizer="MIPROv2",
+        data_dir="/mirror",
+        force=True,
+        settings=MethodSettings(auto="none", num_candidates=2, num_trials=3, num_threads=1, seed=5),
+    )
+    parser = argparse.ArgumentParser()
+    add_options(parser, OptimizeOptions)
+    assert from_args(OptimizeOptions, parser.parse_args(to_args(options))) == options

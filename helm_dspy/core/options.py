@@ -132,6 +132,29 @@ def from_args(cls, args: argparse.Namespace, **fixed: Any):
     return cls(**values)
 
 
+def to_args(options) -> list[str]:
+    """The flags that ``from_args`` turns back into ``options`` (fields left at their default are left out):
+    how one command hands its options to another (the grid starting ``helm-dspy optimize``)."""
+    args: list[str] = []
+    for field in dataclasses.fields(options):
+        value = getattr(options, field.name)
+        if dataclasses.is_dataclass(value):
+            args += to_args(value)
+            continue
+        if not field.metadata.get("cli", False) or value is None:
+            continue
+        if field.default is not dataclasses.MISSING and value == field.default:
+            continue
+        flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            args += [flag] if value else []
+        elif isinstance(value, list):
+            args += [flag, ",".join(value)]
+        else:
+            args += [flag, str(value)]
+    return args
+
+
 DATA_DIR_HELP = (
     "offline mirror folder (one subfolder per scenario, upstream file names); overrides HELM_DSPY_DATA_DIR. "
     "Without either, data is downloaded as HELM does."

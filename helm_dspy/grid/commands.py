@@ -7,12 +7,15 @@ a Ray task re-roots (``paths``).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from helm_dspy.core.methods import method_class
+from helm_dspy.core.options import to_args
 from helm_dspy.errors import UserError
 from helm_dspy.grid.cells import Evaluation, OptimizeCell
-from helm_dspy.grid.plan import Grid
+from helm_dspy.grid.plan import Grid, MethodSpec
+from helm_dspy.optimize.run import OptimizeOptions
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SUMMARIZER = "helm_dspy.report.summarizer.DSPySummarizer"
@@ -43,26 +46,30 @@ def call_threads(grid: Grid, deployment: str, wanted: int) -> int:
     return min(wanted, limit) if limit else wanted
 
 
+def optimize_options(grid: Grid, scenario: str, model: str, method: MethodSpec, paths: Paths) -> OptimizeOptions:
+    """What ``helm-dspy optimize`` gets for one (scenario, model, method): the dry run plans it, a cell runs it."""
+    settings = replace(method.settings, num_threads=call_threads(grid, model, method.settings.num_threads))
+    return OptimizeOptions(
+        scenario=scenario,
+        model=model,
+        optimizer=method.name,
+        prompt_model=grid.model(model).prompt_model,
+        agents_dir=paths.agents_dir,
+        local_path=paths.local_path,
+        data_dir=grid.data_dir,
+        output_path=paths.output_path,
+        max_train=grid.max_train,
+        max_val=grid.max_val,
+        program=None if method_class(method.name).zero_shot else grid.program,
+        max_tokens=grid.max_tokens,
+        settings=settings,
+    )
+
+
 def optimize_command(grid: Grid, cell: OptimizeCell, paths: Paths) -> list[str]:
     """``helm-dspy optimize`` for one cell; ``--force`` replaces an agent left without a manifest (interrupted)."""
-    model = grid.model(cell.model)
-    settings = cell.method.settings
-    command = [executable("helm-dspy"), "optimize", "--scenario", cell.scenario, "--model", cell.model]
-    command += ["--optimizer", cell.method.name, "--agents-dir", paths.agents_dir, "--local-path", paths.local_path]
-    command += ["--output-path", paths.output_path, "--max-train", str(grid.max_train), "--max-val", str(grid.max_val)]
-    command += ["--max-tokens", str(grid.max_tokens), "--force"]
-    if model.prompt_model:
-        command += ["--prompt-model", model.prompt_model]
-    if grid.program:
-        command += ["--program", grid.program]
-    if grid.data_dir:
-        command += ["--data-dir", grid.data_dir]
-    values = settings.as_dict()
-    values["num_threads"] = call_threads(grid, cell.model, settings.num_threads)
-    for name, value in values.items():
-        if value is not None:
-            command += ["--" + name.replace("_", "-"), str(value)]
-    return command
+    options = replace(optimize_options(grid, cell.scenario, cell.model, cell.method, paths), force=True)
+    return [executable("helm-dspy"), "optimize", *to_args(options)]
 
 
 def evaluate_command(grid: Grid, evaluation: Evaluation, paths: Paths) -> list[str]:

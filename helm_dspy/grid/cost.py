@@ -10,17 +10,17 @@ and the report).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from helm_dspy.bridge import DEFAULT_MAX_TOKENS
-from helm_dspy.core.methods import method_class
 from helm_dspy.core.prices import LITELLM_ORGS, LITELLM_PROVIDERS, litellm_keys, litellm_price
 from helm_dspy.core.program import build_program
 from helm_dspy.core.prompt import program_input
 from helm_dspy.grid.cells import Evaluation, OptimizeCell, agent_finished, build_graph
-from helm_dspy.grid.plan import Grid, Price
+from helm_dspy.grid.commands import Paths, optimize_options
+from helm_dspy.grid.plan import Grid, MethodSpec, Price
 from helm_dspy.optimize.dataset import render
-from helm_dspy.optimize.run import OptimizeOptions, Plan, plan
+from helm_dspy.optimize.run import Plan, plan
 
 __all__ = ["LITELLM_ORGS", "LITELLM_PROVIDERS", "litellm_keys", "litellm_price", "dry_run", "estimate_grid"]
 
@@ -93,26 +93,11 @@ def _price(grid: Grid, deployment: str, the_plan: Plan, prices: dict[str, Price 
 _PLANS: dict[tuple[str, str, str], Plan] = {}
 
 
-def _plan(grid: Grid, scenario: str, model: str, method_name: str, settings) -> Plan:
-    key = (scenario, model, method_name)
+def _plan(grid: Grid, scenario: str, model: str, method: MethodSpec) -> Plan:
+    key = (scenario, model, method.name)
     if key not in _PLANS:
-        options = OptimizeOptions(
-            scenario=scenario,
-            model=model,
-            optimizer=method_name,
-            prompt_model=grid.model(model).prompt_model,
-            agents_dir=grid.agents_dir,
-            local_path=grid.local_path,
-            data_dir=grid.data_dir,
-            output_path=grid.output_path,
-            max_train=grid.max_train,
-            max_val=grid.max_val,
-            program=None if method_class(method_name).zero_shot else grid.program,
-            max_tokens=grid.max_tokens,
-            dry_run=True,
-            settings=settings,
-        )
-        _PLANS[key] = plan(options)
+        options = optimize_options(grid, scenario, model, method, Paths.of(grid))
+        _PLANS[key] = plan(replace(options, dry_run=True))
     return _PLANS[key]
 
 
@@ -124,7 +109,7 @@ def _per_call_prompt(the_plan: Plan, count: TokenCounter, deployment: str, demos
 
 def _cell_estimate(grid: Grid, cell: OptimizeCell, prices, counted) -> Estimate:
     method = cell.method
-    the_plan = _plan(grid, cell.scenario, cell.model, method.name, method.settings)
+    the_plan = _plan(grid, cell.scenario, cell.model, method)
     count = TokenCounter(the_plan)
     demos = method.settings.max_bootstrapped_demos + method.settings.max_labeled_demos
     per_call = _per_call_prompt(the_plan, count, cell.model, demos, grid.max_tokens)
@@ -143,7 +128,7 @@ def _cell_estimate(grid: Grid, cell: OptimizeCell, prices, counted) -> Estimate:
 
 def _evaluation_estimate(grid: Grid, evaluation: Evaluation, prices, counted) -> Estimate:
     method = next(iter(grid.methods))
-    the_plan = _plan(grid, evaluation.scenario, evaluation.model, method.name, method.settings)
+    the_plan = _plan(grid, evaluation.scenario, evaluation.model, method)
     count = TokenCounter(the_plan)
     test = the_plan.data.splits.test  # every test instance: helm-run's sample is among them
     rendered = [program_input(state.request) for state in render(the_plan.data.run_spec, test, the_plan.session)]
