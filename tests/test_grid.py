@@ -643,10 +643,16 @@ def test_request_caches_merge_without_overwriting(tmp_path):
 
 def test_quickstart_preset_is_a_one_model_grid(mirror_dir):
     from helm_dspy.grid.check import check_grid
-    from helm_dspy.grid.presets import quickstart_grid
     from helm_dspy.local.deployment import LOCAL_MODEL
+    from helm_dspy.quickstart.run import QuickstartOptions, quickstart_grid
 
-    grid = check_grid(quickstart_grid(LOCAL_MODEL, ["medbullets", "head_qa"], [BFRS], ["zeroshot-cot"]))
+    grid = check_grid(
+        quickstart_grid(
+            QuickstartOptions(
+                LOCAL_MODEL, scenarios=["medbullets", "head_qa"], optimizers=[BFRS], controls=["zeroshot-cot"]
+            )
+        )
+    )
     assert grid.scenarios == ["medbullets:holdout=0.2", "head_qa"] and grid.max_parallel == 1
     assert [m.name for m in grid.methods] == ["zeroshot-cot", BFRS]
     assert grid.methods[1].settings.num_candidates == 1 and grid.max_eval_instances == 5
@@ -659,10 +665,18 @@ def test_quickstart_preset_is_a_one_model_grid(mirror_dir):
 def test_the_local_model_is_held_by_one_node_at_a_time(mirror_dir):
     """The embedded model is one in-process llama.cpp instance: never two cells loading it at once."""
     from helm_dspy.grid.check import check_grid
-    from helm_dspy.grid.presets import quickstart_grid
     from helm_dspy.grid.schedule import Scheduler  # noqa: F401  (admission uses max_concurrent_calls)
     from helm_dspy.local.deployment import LOCAL_MODEL
+    from helm_dspy.quickstart.run import QuickstartOptions, quickstart_grid
 
-    grid = quickstart_grid(LOCAL_MODEL, ["medbullets"], ["BootstrapFewShotWithRandomSearch"], [], num_threads=4)
+    grid = quickstart_grid(
+        QuickstartOptions(
+            LOCAL_MODEL,
+            scenarios=["medbullets"],
+            optimizers=["BootstrapFewShotWithRandomSearch"],
+            controls=[],
+            num_threads=4,
+        )
+    )
     grid.max_parallel = 8
     assert check_grid(grid).models[0].max_concurrent_calls == 1

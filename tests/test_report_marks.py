@@ -156,10 +156,15 @@ def test_describe_program_is_shared_by_optimize_and_the_client():
 def test_quickstart_evaluates_the_zero_shot_cot_control_without_optimizing_it():
     """Quickstart is a grid preset: the control is in every helm-run, never an optimize cell."""
     from helm_dspy.grid.cells import Evaluation, OptimizeCell, build_graph
-    from helm_dspy.grid.presets import quickstart_grid
+    from helm_dspy.quickstart.run import QuickstartOptions, quickstart_grid
 
     grid = quickstart_grid(
-        "m/x", ["medec", "head_qa"], ["BootstrapFewShotWithRandomSearch", "MIPROv2"], ["zeroshot-cot"]
+        QuickstartOptions(
+            model="m/x",
+            scenarios=["medec", "head_qa"],
+            optimizers=["BootstrapFewShotWithRandomSearch", "MIPROv2"],
+            controls=["zeroshot-cot"],
+        )
     )
     nodes = build_graph(grid)
     evaluations = [node for node in nodes if isinstance(node, Evaluation)]
@@ -169,7 +174,12 @@ def test_quickstart_evaluates_the_zero_shot_cot_control_without_optimizing_it():
     assert {method for _, method in cells} == {"BootstrapFewShotWithRandomSearch", "MIPROv2"}
 
     named_twice = quickstart_grid(
-        "m/x", ["medec"], ["BootstrapFewShotWithRandomSearch", "zeroshot-cot"], ["zeroshot-cot"]
+        QuickstartOptions(
+            model="m/x",
+            scenarios=["medec"],
+            optimizers=["BootstrapFewShotWithRandomSearch", "zeroshot-cot"],
+            controls=["zeroshot-cot"],
+        )
     )
     nodes = build_graph(named_twice)
     [evaluation] = [node for node in nodes if isinstance(node, Evaluation)]

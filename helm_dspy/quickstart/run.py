@@ -12,12 +12,13 @@ import os
 from dataclasses import dataclass, replace
 
 from helm_dspy.core.agents import DEFAULT_AGENTS_DIR
-from helm_dspy.core.methods import BootstrapFewShotWithRandomSearch, MIPROv2, ZeroShotCoT
+from helm_dspy.core.methods import BootstrapFewShotWithRandomSearch, MIPROv2, ZeroShotCoT, method_class
 from helm_dspy.core.options import data_dir_option, option
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
 from helm_dspy.grid.check import check_grid
-from helm_dspy.grid.presets import quickstart_grid
+from helm_dspy.grid.plan import Grid, MethodSpec, ModelSpec
+from helm_dspy.grid.presets import quickstart_entry, small_budget
 from helm_dspy.grid.run import run_grid_plan
 from helm_dspy.helm_run_args import DEFAULT_LOCAL_PATH
 from helm_dspy.local.deployment import (
@@ -79,8 +80,40 @@ def use_local_model_settings(options: QuickstartOptions) -> str:
     return GGUF_MODEL
 
 
+def quickstart_grid(options: QuickstartOptions) -> Grid:
+    """The quickstart as a grid: one model, one node at a time (one local model on 2 cores), 2-core budgets.
+
+    Controls come first (evaluated, never optimized); pass the result through ``grid.check.check_grid``.
+    """
+    names = [c for c in options.controls if c not in options.optimizers] + list(options.optimizers)
+    methods = [MethodSpec(name, small_budget(name, options.seed, options.num_threads)) for name in names]
+    for method in methods:
+        method_class(method.name)  # an unknown name: one line listing the methods
+    return Grid(
+        scenarios=[quickstart_entry(s) for s in options.scenarios],
+        models=[ModelSpec(options.model, max_concurrent_calls=options.num_threads)],
+        methods=methods,
+        max_train=options.max_train,
+        max_val=options.max_val,
+        max_tokens=options.max_tokens,
+        program=None,
+        max_eval_instances=options.max_eval_instances,
+        eval_num_threads=options.num_threads,
+        seed=options.seed,
+        suite=options.suite,
+        local_path=options.local_path,
+        agents_dir=options.agents_dir,
+        output_path=options.output_path,
+        data_dir=options.data_dir,
+        executor="local",
+        ray_address=None,
+        max_parallel=1,
+        max_cost_usd=None,
+    )
+
+
 def quickstart(options: QuickstartOptions, out=print) -> int:
-    """The one-model grid at 2-core budgets (``grid.presets.quickstart_grid``), run by the grid's own code path;
+    """The one-model grid at 2-core budgets (``quickstart_grid``), run by the grid's own code path;
     returns the exit code."""
     if options.data_dir:
         mirror.set_data_dir(options.data_dir)
@@ -88,25 +121,7 @@ def quickstart(options: QuickstartOptions, out=print) -> int:
     if unknown:
         raise UserError(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
     options = replace(options, model=use_local_model_settings(options))
-    grid = check_grid(
-        quickstart_grid(
-            options.model,
-            options.scenarios,
-            options.optimizers,
-            options.controls,
-            max_eval_instances=options.max_eval_instances,
-            max_train=options.max_train,
-            max_val=options.max_val,
-            max_tokens=options.max_tokens,
-            suite=options.suite,
-            local_path=options.local_path,
-            output_path=options.output_path,
-            agents_dir=options.agents_dir,
-            data_dir=options.data_dir,
-            seed=options.seed,
-            num_threads=options.num_threads,
-        )
-    )
+    grid = check_grid(quickstart_grid(options))
     controls = [c for c in options.controls if c not in options.optimizers]
     control = f" and the control {', '.join(controls)} (not optimized)" if controls else ""
     out(
