@@ -54,6 +54,9 @@ class FaultServer:
         """How often each distinct request body (messages and settings) was sent."""
         self.failing_requests: set[str] = set()
         """The distinct request bodies that got an error."""
+        self.in_flight: dict[str, int] = {}
+        self.peak_in_flight: dict[str, int] = {}
+        """The most requests for each model (the body's ``model``) that were being answered at once."""
         self._lock = threading.Lock()
         self._scripted = ScriptedClient(BlackHoleCacheConfig(), str(answers_path), mode="always_right")
         server = self
@@ -98,6 +101,7 @@ class FaultServer:
             self.requests = self.failed = 0
             self.per_request.clear()
             self.failing_requests.clear()
+            self.peak_in_flight.clear()
 
     def fails(self, prompt: str) -> bool:
         """Whether ``flaky`` mode fails this prompt (always the same answer for the same prompt)."""
@@ -108,9 +112,19 @@ class FaultServer:
         last_user = next((m.get("content") or "" for m in reversed(messages) if m.get("role") == "user"), "")
         prompt = " ".join(str(last_user).split())
         key = json.dumps(body, sort_keys=True)
+        model = str(body.get("model", ""))
         with self._lock:
             self.requests += 1
             self.per_request[key] = self.per_request.get(key, 0) + 1
+            self.in_flight[model] = self.in_flight.get(model, 0) + 1
+            self.peak_in_flight[model] = max(self.peak_in_flight.get(model, 0), self.in_flight[model])
+        try:
+            return self._answer(body, authorization, prompt, key, messages)
+        finally:
+            with self._lock:
+                self.in_flight[model] -= 1
+
+    def _answer(self, body: dict, authorization: str, prompt: str, key: str, messages: list) -> tuple[int, dict, dict]:
         if self.delay_s:
             time.sleep(self.delay_s)
         mode = self.mode

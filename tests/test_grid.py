@@ -480,20 +480,12 @@ def test_ray_executor_gives_the_local_scores(tmp_path, mirror_dir, fault_grid):
     shutil.copytree(tmp_path / "prod_env", tmp_path / "prod_env_ray")
     local = run_grid(tmp_path, mirror_dir, *grid_flags("local", "--max-parallel", "4"))
     assert local.returncode == 0, local.stderr[-3000:]
-    ray_flags = [
-        "--executor",
-        "ray",
-        "--max-parallel",
-        "4",
-        "--local-path",
-        "prod_env_ray",
-        "--agents-dir",
-        "agents_ray",
-    ]
+    ray_flags = [*RAY_FLAGS, "--max-concurrent-calls", "2"]  # held by the grid's limiter actor
     fault_grid.reset_counts()
     remote = run_grid(tmp_path, mirror_dir, *grid_flags("ray", *ray_flags))
     assert remote.returncode == 0, remote.stderr[-3000:] + remote.stdout[-3000:]
     assert fault_grid.requests > 0  # its own cache: the Ray tasks really called the model
+    assert max(fault_grid.peak_in_flight.values()) <= 2, fault_grid.peak_in_flight
 
     def scores(suite):
         return {(r["scenario"], r["model"], r["method"]): (r["n"], r["score"]) for r in report_rows(tmp_path, suite)}

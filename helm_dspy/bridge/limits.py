@@ -1,12 +1,16 @@
-"""A per-deployment limit on concurrent model calls shared by every process of a grid: a counting file semaphore.
+"""A per-deployment limit on concurrent model calls shared by every process of a grid.
 
-Slot ``i`` of deployment ``d`` is an exclusive ``flock`` on ``<dir>/<d>.<i>.lock``: at most ``slots`` holders at
-once across threads, processes (optimize and helm-run children) and machines that share the folder. The kernel
-drops a dead holder's lock, so a killed process never leaks a slot (no counter file to repair).
+Two ways to count the slots, chosen by the grid and passed to its children in ``CALL_LIMITS_ENV``:
 
-The grid passes ``CALL_LIMITS_ENV`` (JSON ``{"dir": ..., "limits": {deployment: slots}}``) to its children; the
-bridge wraps each HELM request in ``call_slot(deployment)``. Imports only the standard library, so it can move
-under ``helm_dspy.bridge`` unchanged.
+- one machine (``{"dir": ..., "limits": ...}``): a counting file semaphore. Slot ``i`` of deployment ``d`` is an
+  exclusive ``flock`` on ``<dir>/<d>.<i>.lock``: at most ``slots`` holders at once across threads and processes
+  (optimize and helm-run children). The kernel drops a dead holder's lock, so a killed process never leaks a slot.
+- a Ray cluster (``{"socket": ..., "limits": ...}``): the Ray task serves a Unix socket in front of the grid's one
+  named limiter actor (``helm_dspy.grid.ray_limits``); a child holds a slot while its connection is open, so a
+  dead child frees it too.
+
+The bridge wraps each HELM request in ``call_slot(deployment)``. Imports only the standard library: a child
+process needs no Ray to hold a slot.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import fcntl
 import json
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -73,20 +78,45 @@ class FileSemaphore:
             self.release(fd)
 
 
+class SlotRefused(RuntimeError):
+    """The limiter server closed the connection without granting a slot."""
+
+
+@contextlib.contextmanager
+def hold_socket_slot(path: str, deployment: str) -> Iterator[None]:
+    """One slot of ``deployment`` from the limiter server at ``path``: ask, wait for "ok", hold until closed."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.connect(path)
+        connection.sendall(deployment.encode("utf-8") + b"\n")
+        with connection.makefile("r", encoding="utf-8") as replies:
+            if replies.readline().strip() != "ok":
+                raise SlotRefused(f"the call limiter refused a slot for {deployment}")
+            yield  # closing the connection frees the slot
+
+
 def limits_env(directory: str | os.PathLike, limits: dict[str, int]) -> dict[str, str]:
-    """The environment a child needs to share the limits (empty when no deployment is limited)."""
+    """The environment a child needs to share the limits through files (empty when no deployment is limited)."""
     if not limits:
         return {}
     return {CALL_LIMITS_ENV: json.dumps({"dir": os.path.abspath(directory), "limits": limits}, sort_keys=True)}
 
 
+def socket_limits_env(path: str, limits: dict[str, int]) -> dict[str, str]:
+    """The environment a child needs to hold slots through a limiter server's socket."""
+    if not limits:
+        return {}
+    return {CALL_LIMITS_ENV: json.dumps({"socket": path, "limits": limits}, sort_keys=True)}
+
+
 @lru_cache(maxsize=8)
-def _parse(value: str) -> tuple[str, dict[str, int]]:
+def _parse(value: str) -> tuple[str, str, dict[str, int]]:
+    """(``"dir"`` or ``"socket"``, where, limits); a malformed value limits nothing (the grid writes it)."""
     try:
         payload = json.loads(value)
-        return str(payload["dir"]), {str(k): int(v) for k, v in payload["limits"].items()}
+        kind = "socket" if "socket" in payload else "dir"
+        return kind, str(payload[kind]), {str(k): int(v) for k, v in payload["limits"].items()}
     except (ValueError, KeyError, TypeError, AttributeError):
-        return "", {}  # a malformed value limits nothing (the grid writes it; a user never does)
+        return "dir", "", {}
 
 
 _held = threading.local()
@@ -99,13 +129,14 @@ def call_slot(deployment: str) -> Iterator[None]:
     Re-entrant per thread: a call made while this thread already holds a slot of the same deployment (a hook at
     two layers) does not wait for a second one, which with one slot would wait forever.
     """
-    directory, limits = _parse(os.environ.get(CALL_LIMITS_ENV, ""))
+    kind, where, limits = _parse(os.environ.get(CALL_LIMITS_ENV, ""))
     slots = limits.get(deployment)
     held = _held.__dict__.setdefault("deployments", set())
-    if not directory or not slots or deployment in held:
+    if not where or not slots or deployment in held:
         yield
         return
-    with FileSemaphore(directory, deployment, slots).hold():
+    slot = hold_socket_slot(where, deployment) if kind == "socket" else FileSemaphore(where, deployment, slots).hold()
+    with slot:
         held.add(deployment)
         try:
             yield

@@ -42,7 +42,7 @@ def executable(name: str) -> str:
 
 def call_threads(grid: Grid, deployment: str, wanted: int) -> int:
     """``wanted`` threads capped by the deployment's ``max_concurrent_calls`` (one cell alone never exceeds it)."""
-    limit = next((m.max_concurrent_calls for m in grid.models if m.name == deployment), None)
+    limit = grid.call_limits().get(deployment)
     return min(wanted, limit) if limit else wanted
 
 

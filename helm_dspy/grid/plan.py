@@ -112,6 +112,10 @@ class Grid:
     def model(self, name: str) -> ModelSpec:
         return next(model for model in self.models if model.name == name)
 
+    def call_limits(self) -> dict[str, int]:
+        """Deployment -> its ``max_concurrent_calls``, for the deployments that have one."""
+        return {model.name: model.max_concurrent_calls for model in self.models if model.max_concurrent_calls}
+
 
 def read_plan(path: str | None) -> dict[str, Any]:
     """The plan file as a dict whose keys and value types are checked; {} without a file."""

@@ -8,7 +8,8 @@ Failures of the command come back as values (one line) and are never retried; a 
 memory, its machine gone) is retried by Ray (``max_retries``), and the task's reply says which attempt it was, so
 the driver reports the retry. The command dies with its worker (``PR_SET_PDEATHSIG``): no orphan keeps calling
 the model while the retry runs.
-The data mirror must be at the same path on every worker (``data_dir``/``HELM_DSPY_DATA_DIR``).
+The data mirror must be at the same path on every worker (``data_dir``/``HELM_DSPY_DATA_DIR``). The
+per-deployment call limits are held cluster-wide by one named limiter actor (``helm_dspy.grid.ray_limits``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from helm_dspy.core.agents import AGENTS_ENV, DEFAULT_AGENTS_DIR, AgentStore
 from helm_dspy.grid import artifacts
 from helm_dspy.grid.cells import Evaluation, Node, OptimizeCell
 from helm_dspy.grid.commands import Paths, evaluate_command, optimize_command
-from helm_dspy.grid.executor import NodeResult, failure_line, log_path
+from helm_dspy.grid.executor import NodeResult, failure_line, log_path, state_dir
 from helm_dspy.grid.plan import Grid
+from helm_dspy.grid.ray_limits import SlotServer, start_limiter
 from helm_dspy.helm_run_args import DEFAULT_LOCAL_PATH
 
 MAX_RETRIES = 2
@@ -65,9 +67,20 @@ def die_with_parent() -> None:
         pass
 
 
-def run_task(grid: Grid, node: Node, local_path: bytes, agents: dict[str, str | bytes], env: dict[str, str]) -> dict:
-    """Inside a Ray worker: the node's command in a temp folder; returns ok, the error line, the attempt and the
-    artifacts."""
+def run_task(
+    grid: Grid, node: Node, local_path: bytes, agents: dict[str, str | bytes], env: dict[str, str], limiter=None
+) -> dict:
+    """Inside a Ray worker: the node's command in a temp folder, its model calls' slots held at ``limiter``;
+    returns ok, the error line, the attempt and the artifacts."""
+    if limiter is None:
+        return _run_command(grid, node, local_path, agents, env)
+    import ray
+
+    with SlotServer(ray, limiter, grid.call_limits()) as slots:
+        return _run_command(grid, node, local_path, agents, {**env, **slots.env()})
+
+
+def _run_command(grid: Grid, node: Node, local_path: bytes, agents: dict[str, str | bytes], env: dict[str, str]):
     attempt, prefix = attempt_number(), f"helm-dspy-grid-{task_tag()}-"
     if attempt:  # a killed attempt on this machine left its folder behind
         for stale in glob.glob(os.path.join(tempfile.gettempdir(), prefix + "*")):
@@ -113,6 +126,8 @@ class RayExecutor:
         self.env = {**passed, **(env or {})}
         # worker death only: a command that fails returns a value, and an exception in the task is not retried
         self.task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(run_task)
+        limits = grid.call_limits()
+        self.limiter = start_limiter(ray, limits, str(state_dir(grid))) if limits else None
         self._lock = threading.Lock()
         self._running: dict[str, object] = {}
         self._snapshot = None
@@ -137,7 +152,7 @@ class RayExecutor:
     def run(self, node: Node) -> NodeResult:
         if self._interrupted:
             return NodeResult(False, "interrupted")
-        ref = self.task.remote(self.grid, node, self._local_path_ref(), self._agents_for(node), self.env)
+        ref = self.task.remote(self.grid, node, self._local_path_ref(), self._agents_for(node), self.env, self.limiter)
         with self._lock:
             self._running[node.key] = ref
         try:

@@ -29,17 +29,16 @@ def prepare_grid(options: GridOptions) -> Grid:
 
 
 def make_executor(grid: Grid) -> Executor:
-    """The executor ``grid.executor`` names; children get the data folder and the shared call limits."""
+    """The executor ``grid.executor`` names; children get the data folder and the shared call limits (Ray: one
+    limiter actor for the cluster; local: file slots under the grid's state folder)."""
     env = {mirror.DATA_DIR_ENV: os.path.abspath(grid.data_dir)} if grid.data_dir else {}
-    limits = {model.name: model.max_concurrent_calls for model in grid.models if model.max_concurrent_calls}
-    env.update(limits_env(state_dir(grid) / "limits", limits))
     if grid.executor == "ray":
         from helm_dspy.grid.ray_executor import RayExecutor
 
         return RayExecutor(grid, env)
     from helm_dspy.grid.local_executor import LocalExecutor
 
-    return LocalExecutor(grid, env)
+    return LocalExecutor(grid, {**env, **limits_env(state_dir(grid) / "limits", grid.call_limits())})
 
 
 def grid_command(options: GridOptions, out: Callable[[str], None] = print) -> int:

@@ -64,7 +64,7 @@ class Scheduler:
         self.executor = executor
         self.out = out
         self.in_use: Counter[str] = Counter()
-        self.limits = {m.name: m.max_concurrent_calls for m in grid.models if m.max_concurrent_calls}
+        self.limits = grid.call_limits()
 
     def ready(self, node: Node) -> bool:
         return node.status == "waiting" and all(self.by_key[key].finished for key in node.depends_on)
