@@ -192,3 +192,16 @@ def test_report_cost_column():
     assert base_deployment(derived, gpt, derived=True) == gpt
     assert base_deployment("together/llama@medbullets", "meta/llama", derived=True) == "meta/llama"
     assert base_deployment(None, gpt, derived=False) == gpt
+
+
+def test_a_plans_price_reaches_child_processes(monkeypatch):
+    from helm_dspy.core.prices import PRICES_ENV, price_of, prices_env
+
+    monkeypatch.delenv(PRICES_ENV, raising=False)
+    assert price_of("scripted/oracle") is None
+    monkeypatch.setenv(PRICES_ENV, prices_env({"scripted/oracle": Price(2.0, 8.0)})[PRICES_ENV])
+    price = price_of("scripted/oracle")  # what optimize's manifest and the report use in a grid's children
+    assert (price.input, price.output, price.source) == (2.0, 8.0, "plan")
+    assert price_of("scripted/oracle", given=Price(1.0, 1.0)).input == 1.0  # an explicit price first
+    gpt = price_of("openai/gpt-4o-2024-05-13", "openai/gpt-4o-2024-05-13")
+    assert gpt is not None and gpt.source.startswith("litellm:")  # others: litellm's table

@@ -672,3 +672,38 @@ def test_the_local_model_is_held_by_one_node_at_a_time(mirror_dir):
     )
     grid.max_parallel = 8
     assert check_grid(grid).models[0].max_concurrent_calls == 1
+
+
+def write_finished_run(suite_dir: Path, name: str, deployment: str, prompt_tokens: int, metric: str) -> None:
+    """A finished HELM run folder as helm-run leaves it (the files the report and the spend read)."""
+    run_dir = suite_dir / name
+    run_dir.mkdir(parents=True)
+    spec = {
+        "name": f"s1:model={deployment}",
+        "adapter_spec": {"model": deployment, "model_deployment": deployment},
+        "scenario_spec": {"class_name": "not.a.Scenario", "args": {}},
+    }
+    (run_dir / "run_spec.json").write_text(json.dumps(spec))
+    stats = [
+        {"name": {"name": metric, "split": "test"}, "sum": 1.0, "count": 1},
+        {"name": {"name": "num_prompt_tokens", "split": "test"}, "sum": prompt_tokens, "count": 1},
+    ]
+    (run_dir / "per_instance_stats.json").write_text(json.dumps([{"instance_id": "id1", "stats": stats}]))
+
+
+def test_max_cost_usd_counts_the_evaluations_spend(tmp_path):
+    from helm_dspy.grid.schedule import Spending
+    from helm_dspy.scenarios.main_metric import FALLBACK_METRIC
+
+    grid = fake_grid(tmp_path, max_parallel=1, max_cost_usd=0.5)
+    grid.models = [ModelSpec(m.name, price=Price(1e6, 0)) for m in grid.models]  # $1 per prompt token
+    suite_dir = Path(grid.output_path) / "runs" / grid.suite
+    write_finished_run(suite_dir, "baseline_m_a", "m/a", 1, FALLBACK_METRIC)  # an earlier evaluation spent $1
+    assert Spending(grid).total([]) == 1.0
+    nodes = build_graph(grid)
+    lines: list[str] = []
+    Scheduler(grid, nodes, FakeExecutor({}), out=lines.append).run()
+    assert all(node.status == "skipped" for node in nodes)
+    assert any("max_cost_usd 0.5 reached ($1.00)" in line for line in lines)
+    write_finished_run(suite_dir, "baseline_m_b", "m/b", 2, FALLBACK_METRIC)
+    assert Spending(grid).total([]) == 3.0

@@ -2,11 +2,13 @@
 
 Neutral ground (``core``): ``optimize`` writes ``usage.cost_usd`` into manifests, ``report`` shows a cost column and
 ``grid`` bounds a study's dollars, all from here. Prices are USD per 1M tokens: one given explicitly (a grid plan's
-``price``), else litellm's bundled price table read offline (``LITELLM_LOCAL_MODEL_COST_MAP=True``: no network).
+``price``, which the grid passes to its children in ``$HELM_DSPY_PRICES``), else litellm's bundled price table read
+offline (``LITELLM_LOCAL_MODEL_COST_MAP=True``: no network).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,6 +20,8 @@ LITELLM_PROVIDERS = {"together": "together_ai", "google": "gemini", "mistralai":
 """HELM host organization -> litellm's provider prefix (where the names differ)."""
 LITELLM_ORGS = {"meta": "meta-llama"}
 """HELM model creator -> the creator name in litellm's keys (together_ai/meta-llama/...)."""
+PRICES_ENV = "HELM_DSPY_PRICES"
+"""JSON ``{deployment: [input, output]}`` (USD per 1M tokens): prices a grid plan gives, for its children."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,28 @@ def litellm_price(deployment: str, model_name: str | None) -> Price | None:
     return None
 
 
+def prices_env(prices: dict[str, Price]) -> dict[str, str]:
+    """The environment that gives a child process these deployments' prices (empty when there are none)."""
+    if not prices:
+        return {}
+    return {PRICES_ENV: json.dumps({d: [p.input, p.output] for d, p in prices.items()}, sort_keys=True)}
+
+
+@lru_cache(maxsize=4)
+def _given_prices(value: str) -> dict[str, Price]:
+    try:
+        return {str(d): Price(float(i), float(o), "plan") for d, (i, o) in json.loads(value).items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}  # the grid writes it; a malformed value prices nothing
+
+
 def price_of(deployment: str, model_name: str | None = None, given: Price | None = None) -> Price | None:
-    """The price given, else litellm's; None when neither knows the deployment."""
-    return given if given is not None else litellm_price(deployment, model_name)
+    """The price given, else the one ``$HELM_DSPY_PRICES`` gives (a grid plan's), else litellm's; None when none
+    knows the deployment."""
+    if given is not None:
+        return given
+    planned = _given_prices(os.environ.get(PRICES_ENV, "")).get(deployment)
+    return planned if planned is not None else litellm_price(deployment, model_name)
 
 
 def cost_usd(prompt_tokens: float, completion_tokens: float, price: Price | None) -> float | None:

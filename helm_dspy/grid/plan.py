@@ -112,6 +112,10 @@ class Grid:
     def model(self, name: str) -> ModelSpec:
         return next(model for model in self.models if model.name == name)
 
+    def prices(self) -> dict[str, Price]:
+        """Deployment -> the plan's price, for the deployments that have one (others: litellm's table)."""
+        return {model.name: model.price for model in self.models if model.price is not None}
+
     def call_limits(self) -> dict[str, int]:
         """Deployment -> its ``max_concurrent_calls``, for the deployments that have one."""
         return {model.name: model.max_concurrent_calls for model in self.models if model.max_concurrent_calls}

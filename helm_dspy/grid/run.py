@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from helm_dspy.bridge.limits import limits_env
+from helm_dspy.core.prices import prices_env
 from helm_dspy.data import mirror
 from helm_dspy.errors import UserError
 from helm_dspy.grid.cells import Node, build_graph
@@ -32,6 +33,7 @@ def make_executor(grid: Grid) -> Executor:
     """The executor ``grid.executor`` names; children get the data folder and the shared call limits (Ray: one
     limiter actor for the cluster; local: file slots under the grid's state folder)."""
     env = {mirror.DATA_DIR_ENV: os.path.abspath(grid.data_dir)} if grid.data_dir else {}
+    env.update(prices_env(grid.prices()))  # optimize's manifests price the plan's models as the report does
     if grid.executor == "ray":
         from helm_dspy.grid.ray_executor import RayExecutor
 
@@ -67,7 +69,7 @@ def run_grid_plan(grid: Grid, out: Callable[[str], None] = print) -> int:
     evaluated = [node for node in nodes if node.key.startswith("evaluate") and node.status == "done"]
     if evaluated:
         summarize(grid)
-        rows, paths = report(grid.suite, grid.output_path)
+        rows, paths = report(grid.suite, grid.output_path, prices=grid.prices())
         out(format_table(rows))
         out("report: " + ", ".join(str(path) for path in paths.values()))
     problems = [node for node in nodes if node.status != "done"]

@@ -3,7 +3,7 @@
 Not a barrier between phases: a (scenario, model)'s evaluation starts while other cells still optimize. Finished
 work is skipped before anything starts (agent + manifest; an evaluation's marker). A failed cell is one line and
 the others go on; its evaluation runs the baseline and the methods that have an agent. Once ``max_cost_usd`` is
-spent (manifest tokens x price), no new node starts.
+spent (optimize manifests' and finished runs' tokens x price), no new node starts.
 """
 
 from __future__ import annotations
@@ -12,13 +12,17 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
 
 from tqdm import tqdm
 
 from helm_dspy.core.files import write_json_atomic
+from helm_dspy.core.prices import price_of
+from helm_dspy.errors import UserError
 from helm_dspy.grid.cells import Evaluation, Node, OptimizeCell, agent_finished, read_cell_manifest
 from helm_dspy.grid.executor import Executor, NodeResult, state_dir
 from helm_dspy.grid.plan import Grid
+from helm_dspy.report.report import read_run, usage_cost
 
 
 def marker_path(grid: Grid, evaluation: Evaluation):
@@ -38,18 +42,44 @@ def mark_finished_work(grid: Grid, nodes: list[Node]) -> int:
     return reused
 
 
-def spent_usd(grid: Grid, nodes: list[Node]) -> float:
-    """Dollars spent by finished cells: manifest tokens x the model's price (no price known: 0)."""
-    total = 0.0
-    for node in nodes:
-        if not isinstance(node, OptimizeCell) or node.status != "done":
-            continue
-        price = grid.model(node.model).price
-        if price is None:
-            continue
-        usage = read_cell_manifest(grid, node).get("usage", {})
-        total += price.dollars(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
-    return total
+class Spending:
+    """Dollars spent so far (no price known: 0): finished cells' manifest tokens and the suite's finished runs'
+    tokens (baseline and methods, as HELM counted them), each x its deployment's price."""
+
+    def __init__(self, grid: Grid):
+        self.grid = grid
+        self.runs: dict[Path, float] = {}  # a finished run's dollars never change: read each once
+
+    def optimizing(self, nodes: list[Node]) -> float:
+        total = 0.0
+        for node in nodes:
+            if not isinstance(node, OptimizeCell) or node.status != "done":
+                continue
+            price = price_of(node.model, None, self.grid.model(node.model).price)
+            if price is None:
+                continue
+            usage = read_cell_manifest(self.grid, node).get("usage", {})
+            total += price.dollars(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+        return total
+
+    def evaluating(self) -> float:
+        suite_dir = Path(self.grid.output_path) / "runs" / self.grid.suite
+        finished = suite_dir.glob("*/per_instance_stats.json") if suite_dir.is_dir() else []
+        for run_dir in (stats.parent for stats in finished):
+            if run_dir not in self.runs:
+                self.runs[run_dir] = self._run_dollars(run_dir)
+        return sum(self.runs.values())
+
+    def _run_dollars(self, run_dir: Path) -> float:
+        try:
+            run = read_run(run_dir, None)
+        except (UserError, OSError, ValueError, KeyError):  # not one of ours, or unreadable: nothing priced
+            return 0.0
+        deployment = run.deployment or run.model
+        return usage_cost(deployment, run.model, run.usage, self.grid.prices().get(deployment)) or 0.0
+
+    def total(self, nodes: list[Node]) -> float:
+        return self.optimizing(nodes) + self.evaluating()
 
 
 def retried_note(retries: int) -> str:
@@ -65,6 +95,7 @@ class Scheduler:
         self.out = out
         self.in_use: Counter[str] = Counter()
         self.limits = grid.call_limits()
+        self.spending = Spending(grid)
 
     def ready(self, node: Node) -> bool:
         return node.status == "waiting" and all(self.by_key[key].finished for key in node.depends_on)
@@ -92,7 +123,7 @@ class Scheduler:
                 node.status, node.detail = "done", "runs exist"
                 return False
         if self.grid.max_cost_usd is not None:
-            spent = spent_usd(self.grid, self.nodes)
+            spent = self.spending.total(self.nodes)
             if spent >= self.grid.max_cost_usd:
                 node.status, node.detail = "skipped", f"max_cost_usd {self.grid.max_cost_usd} reached (${spent:.2f})"
                 self.out(f"skipped {node.key}: {node.detail}")

@@ -14,7 +14,7 @@ from helm.benchmark.scenarios.scenario import ScenarioSpec
 
 from helm_dspy.core.files import atomic_path
 from helm_dspy.core.methods import METHODS
-from helm_dspy.core.prices import cost_usd, litellm_price
+from helm_dspy.core.prices import Price, cost_usd, price_of
 from helm_dspy.errors import UserError
 from helm_dspy.evaluate.derived import SCENARIO_SEPARATOR, split_derived_model_name
 from helm_dspy.report.paired import bootstrap_ci, paired_bootstrap
@@ -168,14 +168,19 @@ def run_tokens(usage: dict[str, float]) -> tuple[float, float]:
     return tokens_in, tokens_out
 
 
-def attach_costs(rows: list[ReportRow], runs: list[Run]) -> list[ReportRow]:
-    """Each row's dollars: its tokens x its deployment's price, where litellm's bundled table knows it."""
+def usage_cost(deployment: str, model: str, usage: dict[str, float], given: Price | None = None) -> float | None:
+    """Dollars of a run's tokens at its deployment's price (given, a plan's or litellm's); None where none is known."""
+    price = price_of(deployment, model, given)
+    tokens_in, tokens_out = run_tokens(usage)
+    return cost_usd(tokens_in, tokens_out, price) if price and (tokens_in or tokens_out) else None
+
+
+def attach_costs(rows: list[ReportRow], runs: list[Run], prices: dict[str, Price] | None = None) -> list[ReportRow]:
+    """Each row's dollars: its tokens x its deployment's price (``prices``, else ``core.prices.price_of``)."""
     deployments = {(run.scenario, run.model, run.method): run.deployment or run.model for run in runs}
     for row in rows:
         deployment = deployments.get((row.scenario, row.model, row.method), row.model)
-        price = litellm_price(deployment, row.model)
-        tokens_in, tokens_out = run_tokens(row.usage)
-        row.cost_usd = cost_usd(tokens_in, tokens_out, price) if price and (tokens_in or tokens_out) else None
+        row.cost_usd = usage_cost(deployment, row.model, row.usage, (prices or {}).get(deployment))
     return rows
 
 
@@ -403,8 +408,16 @@ def _atomic(path: Path, write) -> None:
         write(str(temp))
 
 
-def report(suite: str, output_path: str = "benchmark_output", metric: str | None = None, seed: int = 0):
+def report(
+    suite: str,
+    output_path: str = "benchmark_output",
+    metric: str | None = None,
+    seed: int = 0,
+    prices: dict[str, Price] | None = None,
+):
+    """The suite's comparison table, CSV/JSON and plot; ``prices`` (deployment -> USD per 1M tokens, a grid plan's)
+    before litellm's table."""
     runs = read_suite(output_path, suite, metric)
-    rows = attach_costs(attach_agents(compare(runs, seed), runs), runs)
+    rows = attach_costs(attach_agents(compare(runs, seed), runs), runs, prices)
     paths = write_outputs(rows, Path(output_path) / "runs" / suite)
     return rows, paths
