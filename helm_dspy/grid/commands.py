@@ -15,6 +15,7 @@ from helm_dspy.core.options import to_args
 from helm_dspy.errors import UserError
 from helm_dspy.grid.cells import Evaluation, OptimizeCell
 from helm_dspy.grid.plan import Grid, MethodSpec
+from helm_dspy.grid.task import executable
 from helm_dspy.optimize.run import OptimizeOptions
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -32,12 +33,6 @@ class Paths:
     @classmethod
     def of(cls, grid: Grid) -> Paths:
         return cls(grid.local_path, grid.agents_dir, grid.output_path)
-
-
-def executable(name: str) -> str:
-    """A console script beside this Python (the venv's), else from PATH."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
 
 
 def call_threads(grid: Grid, deployment: str, wanted: int) -> int:
