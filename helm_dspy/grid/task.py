@@ -25,7 +25,9 @@ from helm_dspy.grid import artifacts
 
 TASK_ROOT = "{task_root}"
 """Stands for the worker's temp folder in a task's command and environment."""
-LOCAL_PATH, AGENTS_DIR, OUTPUT_PATH = (f"{TASK_ROOT}/{name}" for name in ("prod_env", "agents", "benchmark_output"))
+LOCAL_PATH, AGENTS_DIR, OUTPUT_PATH = (
+    f"{TASK_ROOT}/{name}" for name in ("prod_env", "agent_files", "benchmark_output")
+)
 
 
 @dataclass(frozen=True)
