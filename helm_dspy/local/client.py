@@ -19,14 +19,20 @@ from helm.tokenizers.tokenizer import Tokenizer
 
 from helm_dspy.errors import UserError
 from helm_dspy.local.deployment import DEFAULT_N_CTX
-from helm_dspy.local.llama import get_llama
+from helm_dspy.local.llama import get_llama, get_prefix_cache
 from helm_dspy.local.weights import resolve_model_path
 
 VOCAB_ONLY_N_CTX = 512  # llama.cpp still builds a (tiny) context for a vocab-only load; 0 fails
 
 
 class LlamaCppClient(CachingClient):
-    """Chat completions from a local GGUF model; HELM's request cache makes repeated requests free."""
+    """Chat completions from a local GGUF model; HELM's request cache makes repeated requests free.
+
+    Before each completion the model's ``PrefixKVCache`` restores the KV state of the longest known prefix of
+    the prompt (an earlier few-shot block), so only the rest is evaluated, in batches cut as a cold evaluation
+    cuts them: greedy answers equal a cold call's. ``prefix_cache=False`` turns it off: llama-cpp-python then
+    reuses only the previous prompt's KV, from wherever the two prompts differ.
+    """
 
     def __init__(
         self,
@@ -34,17 +40,23 @@ class LlamaCppClient(CachingClient):
         model_path: str | None = None,
         n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
+        prefix_cache: bool = True,
     ):
         super().__init__(cache_config=cache_config)
         self.model_path = model_path
         self.n_ctx = int(n_ctx)
         self.n_threads = int(n_threads) if n_threads else None
+        self.prefix_cache = bool(prefix_cache)
 
     def _llama(self):
+        """The model, its call lock, and its prefix KV cache (None when ``prefix_cache`` is off)."""
         try:
-            return get_llama(resolve_model_path(self.model_path), self.n_ctx, self.n_threads)
+            path = resolve_model_path(self.model_path)
+            llama, lock = get_llama(path, self.n_ctx, self.n_threads)
+            prefixes = get_prefix_cache(path, self.n_ctx, self.n_threads) if self.prefix_cache else None
         except UserError as error:
             raise NonRetriableException(str(error)) from None
+        return llama, lock, prefixes
 
     def make_request(self, request: Request) -> RequestResult:
         messages = request.messages or [{"role": "user", "content": request.prompt}]
@@ -60,13 +72,15 @@ class LlamaCppClient(CachingClient):
         }
 
         def do_it():
-            llama, lock = self._llama()
+            llama, lock, prefixes = self._llama()
             seed = int(
                 hashlib.sha256(str(request.random).encode()).hexdigest()[:8], 16
             )  # rollouts differ, reruns match
             completions = []
             with lock:
                 for index in range(request.num_completions):
+                    if prefixes is not None:
+                        prefixes.prepare(llama, messages)
                     output = llama.create_chat_completion(
                         messages=messages,
                         temperature=request.temperature,

@@ -2,7 +2,8 @@
 
 In-process rather than llama.cpp's HTTP server: no port or child process to manage, and HELM's own
 client layer (cache, retries, threads) wraps it; calls are serialized by a lock, since one llama.cpp
-context cannot run two generations at once.
+context cannot run two generations at once. Each loaded model also gets a ``PrefixKVCache`` (kv_cache.py):
+KV states of recent prompt prefixes, in a budget from the memory the weights and context leave free.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import threading
 from pathlib import Path
 
 from helm_dspy.errors import UserError
+from helm_dspy.local.kv_cache import PrefixKVCache, kv_budget
 
 _models: dict[tuple, object] = {}
 _locks: dict[tuple, threading.Lock] = {}
+_kv_caches: dict[tuple, PrefixKVCache] = {}
 _registry_lock = threading.Lock()
 KV_BYTES_PER_TOKEN_ESTIMATE = 28 * 1024  # Qwen2.5-1.5B: 28 layers x 2 KV heads x 128 dims x K+V x f16
 HEADROOM_BYTES = 256 << 20
@@ -51,6 +54,11 @@ def check_memory(path: Path, n_ctx: int) -> None:
         )
 
 
+def prefix_cache_budget(path: Path, n_ctx: int) -> int:
+    """Bytes of prompt-prefix KV states for this model: a share of the memory left after weights and context."""
+    return kv_budget(n_ctx, KV_BYTES_PER_TOKEN_ESTIMATE, available_memory(), path.stat().st_size, HEADROOM_BYTES)
+
+
 def _import_llama():
     try:
         import llama_cpp
@@ -70,6 +78,7 @@ def get_llama(path: Path, n_ctx: int, n_threads: int | None, vocab_only: bool = 
             llama_cpp = _import_llama()
             if not vocab_only:
                 check_memory(path, n_ctx)
+                budget = prefix_cache_budget(path, n_ctx)  # measured before loading: free memory excludes it
             try:
                 with _quiet_stderr():  # llama.cpp logs context warnings to fd 2 even with verbose=False
                     _models[key] = llama_cpp.Llama(
@@ -82,7 +91,18 @@ def get_llama(path: Path, n_ctx: int, n_threads: int | None, vocab_only: bool = 
             except (ValueError, RuntimeError) as error:
                 raise UserError(f"llama.cpp could not load {path} with n_ctx={n_ctx} ({error})") from None
             _locks[key] = threading.Lock()
+            if not vocab_only:
+                _kv_caches[key] = PrefixKVCache(budget)
         return _models[key], _locks[key]
+
+
+def get_prefix_cache(path: Path, n_ctx: int, n_threads: int | None) -> PrefixKVCache:
+    """The prompt-prefix KV cache of the model ``get_llama(path, n_ctx, n_threads)`` (loading it if needed).
+
+    Use it only while holding that model's lock.
+    """
+    get_llama(path, n_ctx, n_threads)
+    return _kv_caches[(str(path), n_ctx, n_threads, False)]
 
 
 @contextlib.contextmanager
