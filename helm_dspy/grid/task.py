@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helm_dspy.grid import artifacts
+from helm_dspy.helm_run_args import DEFAULT_LOCAL_PATH
 
 TASK_ROOT = "{task_root}"
 """Stands for the worker's temp folder in a task's command and environment."""
 LOCAL_PATH, AGENTS_DIR, OUTPUT_PATH = (
-    f"{TASK_ROOT}/{name}" for name in ("prod_env", "agent_files", "benchmark_output")
+    f"{TASK_ROOT}/{name}" for name in (DEFAULT_LOCAL_PATH, "agent_files", "benchmark_output")
 )
 
 
