@@ -33,8 +33,8 @@ FLAGS = [
 ]  # fmt: skip
 
 
-def run(configuration: list[str], server: FaultServer) -> tuple[float, int]:
-    """Wall seconds and model calls of one grid in a fresh folder."""
+def run(configuration: list[str], server: FaultServer) -> tuple[float, int, frozenset[str]]:
+    """Wall seconds, model calls and the distinct requests of one grid in a fresh folder."""
     with tempfile.TemporaryDirectory(prefix="grid-speed-") as root:
         for model in MODELS:
             write_fault_deployment(Path(root) / "prod_env", model, server)
@@ -52,7 +52,7 @@ def run(configuration: list[str], server: FaultServer) -> tuple[float, int]:
         seconds = time.perf_counter() - start
         if result.returncode != 0:
             raise SystemExit(f"grid failed ({' '.join(configuration)}): {result.stderr[-2000:]}")
-        return seconds, server.requests
+        return seconds, server.requests, frozenset(server.per_request)
 
 
 def main() -> None:
@@ -68,14 +68,16 @@ def main() -> None:
         results = {}
         try:
             for name, configuration in configurations.items():
-                results[name] = run(configuration, server)
-                print(f"{name:32s} {results[name][0]:7.1f} s  {results[name][1]:5d} model calls", flush=True)
+                results[name] = seconds, calls, distinct = run(configuration, server)
+                repeated = f", {calls - len(distinct)} sent again (retries)" if calls > len(distinct) else ""
+                line = f"{name:32s} {seconds:7.1f} s  {calls:5d} model calls ({len(distinct)} distinct{repeated})"
+                print(line, flush=True)
         finally:
             server.stop()
-    base_seconds, base_calls = results["--max-parallel 1"]
-    for name, (seconds, calls) in results.items():
-        same = "identical" if calls == base_calls else f"DIFFERENT ({calls} vs {base_calls})"
-        print(f"{name:32s} speed-up {base_seconds / seconds:4.2f}x  model calls {same}")
+    base_seconds, base_calls, base_distinct = results["--max-parallel 1"]
+    for name, (seconds, calls, distinct) in results.items():
+        same = "identical" if distinct == base_distinct else f"DIFFERENT ({len(distinct ^ base_distinct)} differ)"
+        print(f"{name:32s} speed-up {base_seconds / seconds:4.2f}x  requests {same}, {calls} calls vs {base_calls}")
 
 
 if __name__ == "__main__":

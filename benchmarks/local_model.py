@@ -16,7 +16,17 @@ system message of instructions + demos; the question is the user message), or sy
 when the mirror is absent. ``--mode builtin`` measures llama-cpp-python's ``LlamaRAMCache`` instead of
 helm-dspy's prefix cache, ``--mode none`` neither. Goals (issue 13): a return to any of the last 8 prefixes
 at most 2x a warm call; harness share under 5 %.
-Usage: ``python benchmarks/local_model.py`` (about 3 minutes on 2 idle cores; ``--help`` for options).
+
+``--dspy-run N`` (off by default) first measures the harness's share of a whole ``helm-run`` process, as a user
+runs it: ``helm-run --run-entries head_qa:model=local/qwen2.5-coder-1.5b-instruct,dspy=zeroshot-predict
+--max-eval-instances N -n 1`` in a fresh temporary folder (empty agents folder: a zero-shot method needs no
+agent file). Its wall time W against L, the sum of ``request_time`` of the model calls llama.cpp served (the
+``LlamaCppClient`` entries of the run's fresh request cache: llama-cpp-python's ``create_chat_completion``
+with our prefix-cache prepare, the first call also the model load), split by HELM's own log timestamps into
+start-up, the requests (from ``scenario_state.json``: each agent request's ``request_time``), the HELM work
+around them and the tail (metrics, files, exit). ``--dspy-only`` skips the in-process measurements.
+Usage: ``python benchmarks/local_model.py`` (about 3 minutes on 2 idle cores; ``--help`` for options);
+``--dspy-run 5 --dspy-only`` took 20 s (2 cores, the model file in the page cache).
 """
 
 from __future__ import annotations
@@ -24,10 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,8 +171,19 @@ def main() -> None:
         "prefix: helm-dspy's prefix KV cache (default); builtin: llama-cpp-python's LlamaRAMCache; none: neither"
     ))  # fmt: skip
     parser.add_argument("--synthetic", action="store_true", help="synthetic text even if the data mirror exists")
+    parser.add_argument("--dspy-run", type=int, default=0, metavar="N", help=(
+        "also time a whole helm-run of head_qa with dspy=zeroshot-predict on N instances (0: off, the default)"
+    ))  # fmt: skip
+    parser.add_argument("--dspy-only", action="store_true", help="only the --dspy-run measurement (default N: 5)")
     args = parser.parse_args()
     returns = [int(n) for n in args.returns.split(",") if n.strip()]
+    if args.dspy_only and not args.dspy_run:
+        args.dspy_run = 5
+    # before this process loads the model, so the two copies are never in memory together
+    measured = dspy_run(args) if args.dspy_run else None
+    if args.dspy_only:
+        report_dspy(measured)
+        return
 
     import llama_cpp
     from helm.common.cache import SqliteCacheConfig
@@ -242,6 +267,8 @@ def main() -> None:
         generation = call("generation", 0, None, args.gen_tokens, next(others_left) + "\nExplain your answer.")
         calls.append(generation)
     report(args, source, calls, raw_prompt_tps, raw_gen_tps, prefix_cache)
+    if measured:
+        report_dspy(measured)
 
 
 def report(args, source: str, calls: list[Call], raw_prompt_tps: float, raw_gen_tps: float, prefix_cache) -> None:
@@ -292,6 +319,185 @@ def report(args, source: str, calls: list[Call], raw_prompt_tps: float, raw_gen_
     ok_harness = sum(c.harness_s for c in short) / sum(c.wall_s for c in short) < 0.05
     print(f"goals: returns <= 2x warm: {'met' if ok_return else 'NOT met'}; harness share < 5 % (warm/return "
           f"calls): {'met' if ok_harness else 'NOT met'}")  # fmt: skip
+
+
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) +(.*?)\s*$")
+
+
+@dataclass
+class DspyRun:
+    command: list[str]
+    instances: int
+    wall_s: float  # W: the helm-run process, start to exit
+    first_log_s: float  # HELM's first log line (interpreter and imports done), from the process start
+    execute: tuple[float, float]  # HELM's Executor.execute block (all requests), from the process start
+    metrics: tuple[float, float] | None  # HELM's metrics block, from the process start
+    done_s: float | None  # HELM's last log line ("Done."), from the process start
+    from_log: bool  # False: the execute block estimated from request_datetime (whole seconds)
+    agent_s: list[float]  # each instance's request_time in scenario_state.json (the DSPy agent client)
+    llama_s: list[float]  # the llama.cpp calls of each instance (sums of the client's request_time)
+    calls: int
+    lm_calls: int = 0
+    cached: int = 0
+    failed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def helm_log(text: str) -> tuple[list[tuple[float, str]], dict[str, tuple[float, float]]]:
+    """HELM's log lines (time.time() of each, message) and its ``name {`` ... ``} [t]`` blocks (first of each name)."""
+    lines, blocks, stack = [], {}, []
+    for line in text.splitlines():
+        match = LOG_LINE.match(line)
+        if not match:
+            continue
+        when = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local time, as time.time()
+        message = match[2]
+        lines.append((when, message))
+        if message.endswith(" {"):
+            stack.append((message[:-2], when))
+        elif message.startswith("} [") and stack:
+            name, start = stack.pop()
+            blocks.setdefault(name, (start, when))
+    return lines, blocks
+
+
+def dspy_run(args) -> DspyRun:
+    """One ``helm-run`` of a ``dspy=zeroshot-predict`` run in a fresh folder; its timeline from its own outputs."""
+    from helm.common.cache import get_all_from_sqlite
+
+    from helm_dspy.local.deployment import LOCAL_MODEL, N_CTX_ENV, N_THREADS_ENV
+
+    helm_run = Path(sys.executable).with_name("helm-run")
+    if not helm_run.is_file():
+        raise SystemExit(f"no helm-run beside {sys.executable}")
+    with tempfile.TemporaryDirectory(prefix="local-model-dspy-run-") as folder:
+        tmp = Path(folder)
+        (tmp / "agents").mkdir()
+        entry = f"head_qa:model={LOCAL_MODEL},dspy=zeroshot-predict"
+        command = [
+            str(helm_run), "--run-entries", entry, "--suite", "bench", "--max-eval-instances", str(args.dspy_run),
+            "--local-path", str(tmp / "prod_env"), "--output-path", str(tmp / "benchmark_output"), "-n", "1",
+        ]  # fmt: skip
+        env = {**os.environ, "HELM_DSPY_AGENTS": str(tmp / "agents")}
+        if args.threads:
+            env[N_THREADS_ENV] = str(args.threads)
+        if args.n_ctx:
+            env[N_CTX_ENV] = str(args.n_ctx)
+        print(f"helm-run of {entry} on {args.dspy_run} instances in {tmp} ...", flush=True)
+        with open(tmp / "stdout.log", "w") as out, open(tmp / "stderr.log", "w") as err:
+            t0 = time.time()
+            started = time.perf_counter()
+            code = subprocess.run(command, cwd=tmp, env=env, stdout=out, stderr=err).returncode
+            wall = time.perf_counter() - started
+        if code:
+            tail = (tmp / "stderr.log").read_text()[-3000:] or (tmp / "stdout.log").read_text()[-3000:]
+            raise SystemExit(f"helm-run exited with {code}:\n{tail}")
+        states = sorted((tmp / "benchmark_output" / "runs" / "bench").glob("*/scenario_state.json"))
+        if len(states) != 1:
+            raise SystemExit(f"expected one scenario_state.json, found {len(states)}")
+        results = [state["result"] for state in json.loads(states[0].read_text())["request_states"]]
+        # the model calls: LlamaCppClient's entries in the run's (fresh) request cache, in the order they ran
+        inner = [
+            (value["request_datetime"], value["request_time"])
+            for path in sorted((tmp / "prod_env" / "cache").glob("*.sqlite"))
+            for key, value in get_all_from_sqlite(str(path))
+            if key.get("model") == LOCAL_MODEL and "messages" in key and "request_time" in value
+        ]
+        lines, blocks = helm_log((tmp / "stdout.log").read_text())
+
+    details = [(r.get("completions") or [{}])[0].get("finish_reason") or {} for r in results]
+    new_calls = [d.get("dspy_new_lm_calls", 0) for d in details]
+    run = DspyRun(
+        command=["helm-run", *command[1:]],
+        instances=len(results),
+        wall_s=wall,
+        first_log_s=lines[0][0] - t0 if lines else float("nan"),
+        execute=(0.0, 0.0),
+        metrics=None,
+        done_s=next((when - t0 for when, message in reversed(lines) if message == "Done."), None),
+        from_log=True,
+        agent_s=[r.get("request_time", 0.0) for r in results],
+        llama_s=[],
+        calls=len(inner),
+        lm_calls=sum(d.get("dspy_lm_calls", 0) for d in details),
+        cached=sum(bool(r.get("cached")) for r in results),
+        failed=sum(not r.get("success", False) for r in results),
+    )
+    if sum(new_calls) == len(inner):  # each instance's own calls, in order (-n 1: one request at a time)
+        cursor = 0
+        for count in new_calls:
+            run.llama_s.append(sum(t for _, t in inner[cursor : cursor + count]))
+            cursor += count
+    else:
+        run.notes.append(f"{len(inner)} cached model calls but {sum(new_calls)} dspy_new_lm_calls: per-request "
+                         "split unknown, all model time put on the 1st request")  # fmt: skip
+        run.llama_s = [sum(t for _, t in inner)] + [0.0] * (len(results) - 1)
+    if "Executor.execute" in blocks:
+        start, end = blocks["Executor.execute"]
+        run.execute = (start - t0, end - t0)
+    elif inner:
+        run.from_log = False
+        run.execute = (inner[0][0] - t0, inner[-1][0] + inner[-1][1] - t0)
+    metrics = next((b for name, b in blocks.items() if re.fullmatch(r"\d+ metrics", name)), None)
+    if metrics:
+        run.metrics = (metrics[0] - t0, metrics[1] - t0)
+    return run
+
+
+def report_dspy(run: DspyRun) -> None:
+    n = run.instances
+    execute_s = run.execute[1] - run.execute[0]
+    agent, llama = sum(run.agent_s), sum(run.llama_s)
+    helm_around = execute_s - agent
+    tail = run.wall_s - run.execute[1]
+    rest = max(1, n - 1)
+    print(f"\nhelm-run, dspy= run: {' '.join(run.command)}")
+    print(f"  {n} instances, {run.lm_calls} model calls ({run.calls} to llama.cpp), {run.cached} cached and "
+          f"{run.failed} failed requests\n  llama s: LlamaCppClient request_time (the 1st call also loads the "
+          f"model); harness: the rest\n")  # fmt: skip
+    rows = [
+        ("start-up: process to 1st HELM log", run.first_log_s, 0.0),
+        ("start-up: HELM setup to requests", run.execute[0] - run.first_log_s, 0.0),
+        ("1st request (model load)", run.agent_s[0], run.llama_s[0]),
+        (f"requests 2..{n}", agent - run.agent_s[0], llama - run.llama_s[0]),
+        ("HELM around the requests", helm_around, 0.0),
+    ]
+    if run.metrics and run.done_s:
+        rows += [
+            ("tail: to the metrics", run.metrics[0] - run.execute[1], 0.0),
+            ("tail: metrics", run.metrics[1] - run.metrics[0], 0.0),
+            ("tail: files to HELM's Done.", run.done_s - run.metrics[1], 0.0),
+            ("tail: exit", run.wall_s - run.done_s, 0.0),
+        ]
+    else:
+        rows.append(("tail: metrics, files, exit", tail, 0.0))
+    rows += [
+        ("whole process (W, L)", run.wall_s, llama),
+        ("without start-up (1st request on)", run.wall_s - run.execute[0], llama),
+        ("requests only (execute block)", execute_s, llama),
+        (f"steady: requests 2..{n} + HELM", execute_s - run.agent_s[0], llama - run.llama_s[0]),
+    ]
+    print(f"{'phase':<36}{'wall s':>9}{'llama s':>9}{'harness s':>11}{'harness':>9}")
+    for index, (label, wall, model) in enumerate(rows):
+        if index == len(rows) - 4:
+            print("-" * 74)
+        share = (wall - model) / wall if wall > 0 else 0.0
+        print(f"{label:<36}{wall:>9.3f}{model:>9.3f}{wall - model:>11.3f}{share:>8.1%}")
+    later = run.llama_s[1:]
+    if later:
+        dspy_ms = (agent - run.agent_s[0] - sum(later)) / rest * 1000
+        print(f"per request 2..{n} (mean): llama.cpp {sum(later) / rest * 1000:.0f} ms, agent client outside it "
+              f"{dspy_ms:.0f} ms (DSPy adapter, bridge, HELM cache); HELM around each request "
+              f"{helm_around / n * 1000:.0f} ms")  # fmt: skip
+        load = run.llama_s[0] - statistics.median(later)
+        print(f"1st call minus the median later one (model load, cold prompt prefix): {load:.2f} s")
+    if not run.from_log:
+        run.notes.append("no Executor.execute block in HELM's log: requests' span from request_datetime (+-1 s)")
+    print(f"harness share of W: {1 - llama / run.wall_s:.1%}; without start-up "
+          f"{1 - llama / (run.wall_s - run.execute[0]):.1%}; steady state (requests 2..{n}, HELM around all) "
+          f"{1 - (llama - run.llama_s[0]) / (execute_s - run.agent_s[0]):.1%}")  # fmt: skip
+    for note in run.notes:
+        print(f"note: {note}")
 
 
 if __name__ == "__main__":

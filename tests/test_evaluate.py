@@ -306,6 +306,35 @@ def test_grid_conf_builds_every_run(workspace, conf, monkeypatch):
     assert len(names) == 6  # the baseline model and one derived model per method
 
 
+def test_dspy_runs_are_served_with_the_cap_they_were_optimized_under(workspace, monkeypatch):
+    """An agent's manifest ``max_tokens`` is its serving cap; zero-shot programs take the grid's, else 1024."""
+    from helm.benchmark.run_spec_factory import construct_run_specs
+    from helm.common.object_spec import parse_object_spec
+
+    from helm_dspy.bridge import MAX_TOKENS_ENV
+    from helm_dspy.bridge.session import HelmSession
+    from helm_dspy.core.agents import AgentStore
+
+    HelmSession(str(workspace / "prod_env"))
+    store = AgentStore(str(workspace / "cap-agents"))
+    agent = store.path("medbullets", "scripted/oracle", "MIPROv2")
+    agent.parent.mkdir(parents=True)
+    shutil.copy(SEED_AGENT, agent)
+    monkeypatch.setenv("HELM_DSPY_AGENTS", store.source)
+    monkeypatch.delenv(MAX_TOKENS_ENV, raising=False)
+
+    def cap(method: str) -> int:
+        (run_spec,) = construct_run_specs(parse_object_spec(f"medbullets:model=scripted/oracle,dspy={method}"))
+        return run_spec.adapter_spec.max_tokens
+
+    assert cap("MIPROv2") == 1024  # no manifest (a seed agent): the default
+    AgentStore.manifest_path(agent).write_text(json.dumps({"max_tokens": 300}))
+    assert cap("MIPROv2") == 300
+    assert cap("zeroshot-cot") == 1024
+    monkeypatch.setenv(MAX_TOKENS_ENV, "200")  # what a grid gives its helm-run children
+    assert (cap("zeroshot-cot"), cap("MIPROv2")) == (200, 300)
+
+
 def test_leaderboard_in_headless_chromium(workspace, summarized):
     """helm-server on 127.0.0.1, the page in Debian's Chromium: baseline and method rows with their scores."""
     tables = leaderboard_tables(workspace, summarized, {"medbullets": "leaderboard_medbullets.png"})

@@ -71,6 +71,15 @@ class AgentStore:
     def read_manifest(self, scenario: str, deployment: str, method: str) -> dict:
         return json.loads(self.manifest_path(self.path(scenario, deployment, method)).read_text(encoding="utf-8"))
 
+    def optimized_max_tokens(self, scenario: str, deployment: str, method: str) -> int | None:
+        """The output cap the agent was optimized under (its manifest's ``max_tokens``); None without one."""
+        if self.remote or not self.finished(scenario, deployment, method):
+            return None
+        try:
+            return int(self.read_manifest(scenario, deployment, method)["max_tokens"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
     def resolve(self, scenario: str, deployment: str, method: str) -> Path | None:
         """A local path to the agent JSON (fetched and verified if remote), or None when there is none."""
         if not self.remote:

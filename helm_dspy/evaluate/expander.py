@@ -14,7 +14,7 @@ from helm.benchmark.run_expander import RUN_EXPANDERS, RunExpander
 from helm.benchmark.run_spec import RunSpec
 
 from helm_dspy import helm_run_args
-from helm_dspy.bridge import DEFAULT_MAX_TOKENS
+from helm_dspy.bridge import DEFAULT_MAX_TOKENS, MAX_TOKENS_ENV
 from helm_dspy.bridge.credentials import load_credentials, require_api_key
 from helm_dspy.core.answers import adapter_spec_for_dspy
 from helm_dspy.core.methods import method_class
@@ -55,12 +55,13 @@ class DSPyRunExpander(RunExpander):
         args = run_spec.scenario_spec.args
         holdout = {key: args[key] for key in ("holdout", "holdout_seed") if args.get(key) is not None}
         check_agent(scenario, base_deployment, self.method, holdout)
+        max_tokens = serving_max_tokens(scenario, base_deployment, self.method)
         deployment = register_derived(base_deployment, self.method, scenario, holdout)
         adapter_spec = replace(
             adapter_spec_for_dspy(run_spec.adapter_spec),  # letter pattern: DSPy answers are more than 1 token
             model=derived_model_name(run_spec.adapter_spec.model, self.method),
             model_deployment=deployment,
-            max_tokens=DEFAULT_MAX_TOKENS,  # HELM's 1-10 token caps would cut DSPy's reasoning and fields
+            max_tokens=max_tokens,  # not HELM's 1-10 token caps: they would cut DSPy's reasoning and fields
             stop_sequences=[],  # DSPy's multi-line field format must not stop at "\n"
         )
         usage_metric = MetricSpec(class_name=USAGE_METRIC, args={})
@@ -72,6 +73,18 @@ class DSPyRunExpander(RunExpander):
                 metric_specs=list(run_spec.metric_specs) + [usage_metric],
             )
         ]
+
+
+def serving_max_tokens(scenario: str, base_deployment: str, method: str) -> int:
+    """The cap the agent was optimized under (its manifest), else the grid's (``$HELM_DSPY_MAX_TOKENS``, for
+    zero-shot programs), else ``DEFAULT_MAX_TOKENS``: a program is served as it was scored."""
+    from helm_dspy.core.agents import AgentStore  # DSPy: imported when a dspy= entry expands, not at plugin import
+
+    optimized = AgentStore.from_env().optimized_max_tokens(scenario, base_deployment, method)
+    if optimized:
+        return optimized
+    given = os.environ.get(MAX_TOKENS_ENV, "")
+    return int(given) if given.isdigit() and int(given) > 0 else DEFAULT_MAX_TOKENS
 
 
 def check_deployment(run_spec: RunSpec, name: str) -> None:

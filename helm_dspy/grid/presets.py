@@ -11,7 +11,9 @@ from helm_dspy.data import mirror
 
 
 def small_budget(optimizer: str, seed: int, num_threads: int) -> MethodSettings:
-    """Budgets for a 2-core CPU: BFRS with 1 random candidate (4 programs), MIPROv2 with 2 candidates x 3 trials."""
+    """Budgets for a 2-core CPU: BFRS with 2 bootstrapped demos and 1 random candidate, without labeled-only demos
+    (its labeled-only candidate is then the zero-shot program: HELM's cache answers it, so 3 validation passes, not
+    4); MIPROv2 with 2 candidates x 3 trials."""
     if optimizer == MIPROv2.name:
         return MethodSettings(
             auto="none", num_candidates=2, num_trials=3, max_bootstrapped_demos=2, max_labeled_demos=2,
@@ -19,15 +21,18 @@ def small_budget(optimizer: str, seed: int, num_threads: int) -> MethodSettings:
         )  # fmt: skip
     if optimizer == BootstrapFewShotWithRandomSearch.name:
         return MethodSettings(
-            num_candidates=1, max_bootstrapped_demos=2, max_labeled_demos=2, seed=seed, num_threads=num_threads
+            num_candidates=1, max_bootstrapped_demos=2, max_labeled_demos=0, seed=seed, num_threads=num_threads
         )
     return MethodSettings(seed=seed, num_threads=num_threads)
 
 
-def quickstart_entry(scenario: str) -> str:
-    """Run entry used for both optimizing and evaluating (so holdouts match)."""
+def quickstart_entry(scenario: str, max_val: int, max_train: int) -> str:
+    """Run entry used for both optimizing and evaluating (so holdouts match). Where the data has no train split
+    (Medbullets; MedCalc on the mirror) a seeded holdout of the test set is split in half into valid and train,
+    so it takes twice the larger of ``max_val`` and ``max_train``: every validation example asked for exists."""
+    holdout = 2 * max(max_val, max_train)
     if scenario == "medbullets":
-        return "medbullets:holdout=0.2"
+        return f"medbullets:holdout={holdout}"
     if scenario == "medcalc_bench" and mirror.data_dir() is not None:
-        return "medcalc_bench:holdout=20"  # the mirror has no MedCalc train split
+        return f"medcalc_bench:holdout={holdout}"  # the mirror has no MedCalc train split
     return scenario

@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from helm_dspy.bridge import MAX_TOKENS_ENV
 from helm_dspy.bridge.limits import limits_env
 from helm_dspy.core.prices import prices_env
 from helm_dspy.data import mirror
@@ -34,6 +35,7 @@ def make_executor(grid: Grid) -> Executor:
     limiter actor for the cluster; local: file slots under the grid's state folder)."""
     env = {mirror.DATA_DIR_ENV: os.path.abspath(grid.data_dir)} if grid.data_dir else {}
     env.update(prices_env(grid.prices()))  # optimize's manifests price the plan's models as the report does
+    env[MAX_TOKENS_ENV] = str(grid.max_tokens)  # zero-shot dspy= programs are served with the grid's cap too
     if grid.executor == "ray":
         from helm_dspy.grid.ray_executor import RayExecutor
 
