@@ -19,7 +19,7 @@ from fault_server import FaultServer, write_fault_deployment
 
 pytestmark = pytest.mark.slow  # a quickstart subprocess interrupted
 
-BASELINE_RUN = "medbullets:model=fault_slow,holdout=0.2"
+BASELINE_RUN = "medbullets:model=fault_slow,holdout=4"  # --max-val 2 --max-train 2: a holdout of 2 x 2
 
 
 def cache_rows(root) -> int:
