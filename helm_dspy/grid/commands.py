@@ -77,6 +77,13 @@ def evaluate_command(grid: Grid, evaluation: Evaluation, paths: Paths) -> list[s
     ]  # fmt: skip
 
 
+def node_command(grid: Grid, node: OptimizeCell | Evaluation, paths: Paths) -> list[str]:
+    """What a node runs, by either executor: ``helm-dspy optimize`` for a cell, ``helm-run`` for an evaluation."""
+    if isinstance(node, OptimizeCell):
+        return optimize_command(grid, node, paths)
+    return evaluate_command(grid, node, paths)
+
+
 def summarize_command(grid: Grid) -> list[str]:
     """One thread: HELM compiles mako templates per run in its thread pool, and CPython 3.11 < 3.11.8 fails
     that at random ("AST constructor recursion depth mismatch", gh-106905); the work is under the GIL anyway."""

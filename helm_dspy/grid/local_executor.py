@@ -13,8 +13,8 @@ import threading
 import time
 
 from helm_dspy.core.agents import AGENTS_ENV
-from helm_dspy.grid.cells import Evaluation, Node, OptimizeCell
-from helm_dspy.grid.commands import Paths, evaluate_command, optimize_command
+from helm_dspy.grid.cells import Node
+from helm_dspy.grid.commands import Paths, node_command
 from helm_dspy.grid.executor import NodeResult, failure_line, log_path
 from helm_dspy.grid.plan import Grid
 
@@ -29,15 +29,8 @@ class LocalExecutor:
         self._lock = threading.Lock()
         self._interrupted = False
 
-    def command(self, node: Node) -> list[str]:
-        paths = Paths.of(self.grid)
-        if isinstance(node, OptimizeCell):
-            return optimize_command(self.grid, node, paths)
-        assert isinstance(node, Evaluation)
-        return evaluate_command(self.grid, node, paths)
-
     def run(self, node: Node) -> NodeResult:
-        command = self.command(node)
+        command = node_command(self.grid, node, Paths.of(self.grid))
         log = log_path(self.grid, node)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a", encoding="utf-8") as handle:

@@ -20,7 +20,7 @@ from pathlib import Path
 from helm_dspy.core.agents import AGENTS_ENV, AgentStore
 from helm_dspy.grid import artifacts
 from helm_dspy.grid.cells import Evaluation, Node, OptimizeCell
-from helm_dspy.grid.commands import Paths, evaluate_command, optimize_command
+from helm_dspy.grid.commands import Paths, node_command
 from helm_dspy.grid.executor import NodeResult, failure_line, log_path, state_dir
 from helm_dspy.grid.plan import Grid
 from helm_dspy.grid.ray_limits import start_limiter
@@ -68,10 +68,7 @@ class RayExecutor:
 
     def _task(self, node: Node) -> Task:
         """The node's command with paths under the worker's folder, and the agents an evaluation reads."""
-        if isinstance(node, OptimizeCell):
-            command = optimize_command(self.grid, node, TASK_PATHS)
-        else:
-            command = evaluate_command(self.grid, node, TASK_PATHS)
+        command = node_command(self.grid, node, TASK_PATHS)
         env = {**self.env, AGENTS_ENV: AGENTS_DIR}
         optimize = isinstance(node, OptimizeCell)
         return Task(command, self.grid.suite, optimize, env, self._agents_for(node), self.grid.call_limits())
