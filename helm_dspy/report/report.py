@@ -310,7 +310,7 @@ def footnotes(rows: list[ReportRow]) -> list[str]:
     if any(r.unchanged_zero_shot for r in rows):
         notes.append(
             f"{UNCHANGED_NOTE}: the optimizer kept no demos and DSPy's default instruction, so the row "
-            "measures the zero-shot program (chain of thought by default), not optimization."
+            "measures the zero-shot program of its shape (Predict or ChainOfThought), not optimization."
         )
     return notes
 
