@@ -585,6 +585,8 @@ def test_ray_retries_a_task_whose_worker_was_killed(tmp_path, mirror_dir, fault_
 def test_ray_does_not_retry_a_command_that_failed(tmp_path):
     """A command that exits non-zero is a value, not a worker death: one attempt, its error line, no retry."""
     ray = pytest.importorskip("ray")
+    from dataclasses import replace
+
     from helm_dspy.grid.ray_executor import MAX_RETRIES, RayExecutor
 
     grid = fake_grid(tmp_path, max_parallel=1, executor="ray")  # scenario s1 does not exist: optimize exits 1
@@ -595,6 +597,10 @@ def test_ray_does_not_retry_a_command_that_failed(tmp_path):
         options = executor.task._default_options
         assert options["max_retries"] == MAX_RETRIES > 0 and options["retry_exceptions"] is False
         node = build_graph(grid)[0]
+        assert executor.cpus(node) == 1  # an API model's task
+        grid.models[0] = replace(grid.models[0], cpus=4)  # a local model with 4 threads, on a 1-CPU Ray
+        assert executor.cpus(node) == executor.node_cpus == 1  # capped at a machine's CPUs: never unschedulable
+        grid.models[0] = replace(grid.models[0], cpus=1)
         result = executor.run(node)
     finally:
         executor.close()
@@ -659,7 +665,7 @@ def test_the_local_model_is_held_by_one_node_at_a_time(mirror_dir):
     """The embedded model is one in-process llama.cpp instance: never two cells loading it at once."""
     from helm_dspy.grid.check import check_grid
     from helm_dspy.grid.schedule import Scheduler  # noqa: F401  (admission uses max_concurrent_calls)
-    from helm_dspy.local.deployment import LOCAL_MODEL
+    from helm_dspy.local.deployment import LOCAL_MODEL, N_THREADS_ENV, register_local_model
     from helm_dspy.quickstart.run import QuickstartOptions, quickstart_grid
 
     grid = quickstart_grid(
@@ -672,7 +678,14 @@ def test_the_local_model_is_held_by_one_node_at_a_time(mirror_dir):
         )
     )
     grid.max_parallel = 8
-    assert check_grid(grid).models[0].max_concurrent_calls == 1
+    os.environ[N_THREADS_ENV] = "3"
+    try:
+        register_local_model(LOCAL_MODEL, replace=True)
+        checked = check_grid(grid).models[0]
+    finally:
+        del os.environ[N_THREADS_ENV]
+        register_local_model(LOCAL_MODEL, replace=True)
+    assert (checked.max_concurrent_calls, checked.cpus) == (1, 3)  # a Ray task of it asks for its 3 threads
 
 
 def write_finished_run(suite_dir: Path, name: str, deployment: str, prompt_tokens: int, metric: str) -> None:

@@ -15,6 +15,7 @@ from helm_dspy.errors import UserError
 from helm_dspy.grid.plan import Grid
 from helm_dspy.local.deployment import CLIENT as LOCAL_CLIENT
 from helm_dspy.local.deployment import register_local_models
+from helm_dspy.local.llama import usable_cpus
 from helm_dspy.optimize.dataset import build_run_spec, normalize_entry
 
 
@@ -48,9 +49,11 @@ def check_grid(grid: Grid) -> Grid:
         deployment = registry.deployment(model.name)
         if model.prompt_model:
             registry.deployment(model.prompt_model)
-        if deployment.client_spec.class_name == LOCAL_CLIENT and model.max_concurrent_calls != 1:
-            # One in-process llama.cpp model per process: one node at a time may hold it (never loaded twice).
-            grid.models[index] = replace(model, max_concurrent_calls=1)
+        if deployment.client_spec.class_name == LOCAL_CLIENT:
+            # One in-process llama.cpp model per process: one node at a time may hold it (never loaded twice);
+            # its node needs the CPUs its threads run on (default: all this process may use).
+            threads = int(deployment.client_spec.args.get("n_threads") or usable_cpus())
+            grid.models[index] = replace(model, max_concurrent_calls=1, cpus=threads)
     entries = []
     for entry in grid.scenarios:
         normalized = normalize_entry(entry)

@@ -70,6 +70,9 @@ class ModelSpec:
     prompt_model: str | None = None
     max_concurrent_calls: int | None = None
     price: Price | None = None
+    cpus: int = 1
+    """CPUs a node of this model occupies (a Ray task's ``num_cpus``): the in-process llama.cpp model's threads;
+    an API model's node waits on the network (set by ``check_grid``)."""
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,8 @@ class RayExecutor:
         self.task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(run_task)
         limits = grid.call_limits()
         self.limiter = start_limiter(ray, limits, str(state_dir(grid))) if limits else None
+        alive = [node for node in ray.nodes() if node.get("Alive")]
+        self.node_cpus = int(max((node["Resources"].get("CPU", 1) for node in alive), default=1))
         self._lock = threading.Lock()
         self._running: dict[str, object] = {}
         self._snapshot = None
@@ -65,6 +67,10 @@ class RayExecutor:
                 self._snapshot = self.ray.put(artifacts.pack(self.grid.local_path))
                 self._dirty = False
             return self._snapshot
+
+    def cpus(self, node: Node) -> int:
+        """The task's ``num_cpus``: its model's (the local model's threads), at most one machine's CPUs."""
+        return max(1, min(self.grid.model(node.model).cpus, self.node_cpus))
 
     def _task(self, node: Node) -> Task:
         """The node's command with paths under the worker's folder, and the agents an evaluation reads."""
@@ -83,7 +89,8 @@ class RayExecutor:
     def run(self, node: Node) -> NodeResult:
         if self._interrupted:
             return NodeResult(False, "interrupted")
-        ref = self.task.remote(self._task(node), self._local_path_ref(), self.limiter)
+        task = self.task.options(num_cpus=self.cpus(node))
+        ref = task.remote(self._task(node), self._local_path_ref(), self.limiter)
         with self._lock:
             self._running[node.key] = ref
         try:
