@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -115,3 +116,10 @@ def leaderboard_tables(workspace: Path, suite: str, pages: dict[str, str]) -> di
     for screenshot in pages.values():
         assert (artifacts / screenshot).stat().st_size > 10_000
     return found
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a child a test sends SIGINT: a shell's background job (``cmd &``) ignores SIGINT, its
+    children inherit that, and Python then never raises KeyboardInterrupt; the test must not depend on how
+    pytest was started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

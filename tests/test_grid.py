@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import OFFLINE_ENV, REPO_ROOT
+from conftest import OFFLINE_ENV, REPO_ROOT, interruptible
 from fault_server import FaultServer, write_fault_deployment
 
 from helm_dspy.bridge.limits import CALL_LIMITS_ENV, FileSemaphore, call_slot, limits_env
@@ -415,7 +415,7 @@ def test_interrupted_grid_resumes_without_repeating_calls(tmp_path, mirror_dir, 
     flags = grid_flags("r", "--max-parallel", "2")
     driver = subprocess.Popen(
         grid_args(*flags), cwd=tmp_path, env=grid_env(tmp_path, mirror_dir), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=interruptible,
     )  # fmt: skip
     agents = tmp_path / "agents"
     deadline = time.monotonic() + 600

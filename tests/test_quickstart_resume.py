@@ -14,7 +14,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import BIN, OFFLINE_ENV, REPO_ROOT, run_command
+from conftest import BIN, OFFLINE_ENV, REPO_ROOT, interruptible, run_command
 from fault_server import FaultServer, write_fault_deployment
 
 pytestmark = pytest.mark.slow  # a quickstart subprocess interrupted
@@ -53,6 +53,7 @@ def test_quickstart_resumes_after_an_interrupt(mirror_dir, tmp_path, slow_server
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 600
     while not list(suite.glob("*/stats.json")):  # interrupt once the first run is done, during the others
