@@ -127,3 +127,37 @@ def test_bad_context_setting_is_one_line(monkeypatch, value):
     monkeypatch.setenv("HELM_DSPY_N_CTX", value)
     with pytest.raises(SystemExit, match=f"HELM_DSPY_N_CTX='{value}' is not a positive integer"):
         local_settings()
+
+
+PORTABLE_BUILD = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | LLAMAFILE = 1 | "
+NATIVE_BUILD = (
+    "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX_VNNI = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | AVX512 = 1 | "
+    "AVX512_VBMI = 1 | AVX512_VNNI = 1 | AVX512_BF16 = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 | "
+)
+"""``llama_print_system_info()`` of llama-cpp-python 0.3.36 built with GGML_NATIVE=OFF and ON on this AVX-512 CPU."""
+
+
+def test_a_build_without_the_cpus_instruction_sets_is_named():
+    from helm_dspy.local.llama import missing_cpu_features
+
+    avx512_cpu = {"fma", "avx2", "avx512f", "avx512_vnni"}
+    assert missing_cpu_features(PORTABLE_BUILD, avx512_cpu) == ["AVX512", "AVX512_VNNI"]
+    assert missing_cpu_features(NATIVE_BUILD, avx512_cpu) == []
+    assert missing_cpu_features(PORTABLE_BUILD, {"fma", "avx2"}) == []  # an AVX2-only CPU: nothing to gain
+    assert missing_cpu_features("CPU : SSE3 = 1 | AVX2 = 0 | ", {"avx2"}) == ["AVX2"]
+
+
+def test_the_warning_names_the_rebuild_command(monkeypatch):
+    from helm.common import hierarchical_logger
+
+    from helm_dspy.local import llama
+
+    lines = []
+    monkeypatch.setattr(hierarchical_logger, "hwarn", lines.append)
+    monkeypatch.setattr(llama, "cpu_flags", lambda: {"avx2", "avx512f"})
+    fake = type("FakeLlamaCpp", (), {"llama_print_system_info": staticmethod(lambda: PORTABLE_BUILD.encode())})
+    llama.warn_if_slow_build(fake)
+    assert len(lines) == 1 and "without AVX512" in lines[0] and llama.REBUILD_HINT in lines[0]
+    monkeypatch.setattr(llama, "cpu_flags", lambda: {"avx2"})
+    llama.warn_if_slow_build(fake)
+    assert len(lines) == 1
