@@ -75,6 +75,35 @@ def test_gepa_refuses_auto_none_before_spending():
     get_method("GEPA", MethodSettings(auto="light")).check()
 
 
+def test_zero_random_candidates_is_for_bfrs_only():
+    with pytest.raises(UserError, match="MIPROv2 needs --num-candidates of at least 1"):
+        get_method("MIPROv2", MethodSettings(auto="none", num_candidates=0, num_trials=3)).check()
+    with pytest.raises(UserError, match="SIMBA needs --num-candidates"):
+        get_method("SIMBA", MethodSettings(num_candidates=0)).check()
+    get_method("BootstrapFewShotWithRandomSearch", MethodSettings(num_candidates=0)).check()
+
+
+def test_bfrs_without_random_candidates_compares_zero_shot_with_one_bootstrap():
+    """The quickstart's budget: 2 validation passes (zero-shot, 2 unshuffled demos); labeled-only with 0 labels
+    repeats the zero-shot requests, which HELM's cache answers."""
+    import dspy
+    from dspy.utils import DummyLM
+
+    examples = [dspy.Example(question=f"q{i}", answer="A").with_inputs("question") for i in range(9)]
+    trainset, valset = examples[:4], examples[4:]
+    lm = DummyLM([{"answer": "A"}] * 50)
+    method = BootstrapFewShotWithRandomSearch(
+        MethodSettings(num_candidates=0, max_bootstrapped_demos=2, max_labeled_demos=0, num_threads=1)
+    )
+    with dspy.context(lm=lm):
+        best = method.compile(dspy.Predict("question -> answer"), trainset, valset, lambda e, p, t=None: 1.0)
+    prompts = [json.dumps(entry["messages"]) for entry in lm.history]
+    assert len(set(prompts)) == 2 * len(valset) + 2  # two programs on the valset + the teacher on 2 train examples
+    assert len(prompts) == 3 * len(valset) + 2  # the labeled-only pass repeats the zero-shot one
+    assert len(best.predictors()[0].demos) == 0  # a tie keeps the first candidate, the zero-shot program
+    assert method.estimate_runs(train_size=4, val_size=5) == 3 * 5 + 4
+
+
 def test_estimates_follow_the_optimizers_budget_formulas():
     bfrs = BootstrapFewShotWithRandomSearch(MethodSettings(num_candidates=16))
     assert bfrs.estimate_runs(train_size=20, val_size=10) == 19 * 10 + 17 * 20

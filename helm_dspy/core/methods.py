@@ -32,8 +32,9 @@ class MethodSettings:
     max_labeled_demos: int = option(3, "labeled demos per program", minimum=0)
     num_candidates: int | None = option(
         None,
-        "BFRS candidate programs (default 16) / SIMBA candidates (default 6) / MIPROv2 with --auto none",
-        minimum=1,
+        "BFRS random candidates (default 16; 0 keeps its zero-shot and unshuffled-bootstrap candidates) / SIMBA "
+        "candidates (default 6) / MIPROv2 with --auto none",
+        minimum=0,
     )
     num_threads: int = option(4, "parallel model calls", minimum=1)
     seed: int = option(0, "seed for sampling and optimizer randomness")
@@ -63,12 +64,18 @@ class Method:
     """Whether ``--prompt-model`` is used (instruction proposals, reflection, rules)."""
     zero_shot = False
     """The program as is, no optimization: needs no agent file and no model calls to build."""
+    allows_no_candidates = False
+    """Whether ``num_candidates`` may be 0 (BFRS: it still compares zero-shot with one bootstrapped program)."""
 
     def __init__(self, settings: MethodSettings | None = None):
         self.settings = settings or MethodSettings()
 
     def check(self) -> None:
         """A UserError for settings this method cannot run with (before anything is spent)."""
+        if self.settings.num_candidates == 0 and not self.allows_no_candidates:
+            raise UserError(
+                f"{self.name} needs --num-candidates of at least 1 (0 is for BootstrapFewShotWithRandomSearch only)"
+            )
 
     def compile(self, program, trainset, valset, metric, prompt_lm=None) -> dspy.Module:
         raise NotImplementedError
@@ -111,16 +118,19 @@ class ZeroShotCoT(ZeroShot):
 
 
 class BootstrapFewShotWithRandomSearch(Method):
-    """(N+3) candidates each scored on the whole valset; bootstraps run the teacher over train (<= (N+1)·T)."""
+    """(N+3) candidates each scored on the whole valset (zero-shot, labeled-only, unshuffled bootstrap, N random
+    bootstraps); bootstraps run the teacher over train (<= (N+1)·T)."""
 
     name = "BootstrapFewShotWithRandomSearch"
     slug = "bfrs"
     display_name = "DSPy BootstrapFewShot+RandomSearch"
     DEFAULT_CANDIDATES = 16  # the seed project's num_candidate_programs
+    allows_no_candidates = True
 
     @property
     def candidates(self) -> int:
-        return self.settings.num_candidates or self.DEFAULT_CANDIDATES
+        count = self.settings.num_candidates
+        return self.DEFAULT_CANDIDATES if count is None else count
 
     def compile(self, program, trainset, valset, metric, prompt_lm=None):
         import dspy  # here, not at import: the registry is read by helm-run's plugin import
@@ -226,6 +236,7 @@ class GEPA(Method):
     uses_prompt_model = True
 
     def check(self) -> None:
+        super().check()
         if self.settings.auto not in GEPA_AUTO_N:
             raise UserError("GEPA needs --auto light, medium or heavy")
 
