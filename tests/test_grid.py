@@ -653,7 +653,7 @@ def test_quickstart_preset_is_a_one_model_grid(mirror_dir):
     )
     assert grid.scenarios == ["medbullets:holdout=40", "head_qa"] and grid.max_parallel == 1  # 20 valid + 20 train
     assert [m.name for m in grid.methods] == ["zeroshot-cot", BFRS]
-    assert grid.methods[1].settings.num_candidates == 1 and grid.methods[1].settings.max_labeled_demos == 0
+    assert grid.methods[1].settings.num_candidates == 0 and grid.methods[1].settings.max_labeled_demos == 0  # 2 passes
     assert (grid.max_val, grid.max_eval_instances, grid.program) == (20, 20, "predict")  # can discriminate (issue 13)
     assert [node.key for node in build_graph(grid)][:2] == [
         f"optimize medbullets:holdout=40 {LOCAL_MODEL} {BFRS}",
