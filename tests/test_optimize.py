@@ -262,6 +262,20 @@ def test_cli_runs_writes_agent_and_never_leaks_keys(workspace, tmp_path):
     assert again.returncode == 2 and again.stderr.strip().count("\n") == 0 and "--force" in again.stderr
 
 
+def test_every_help_page_renders():
+    """``helm-dspy --help`` and each verb's: argparse %-formats help strings, so a bare "95%" crashed the top page."""
+    import argparse
+
+    from helm_dspy.cli.main import build_parser
+
+    parser = build_parser()
+    assert "report" in parser.format_help()
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"optimize", "report", "quickstart", "grid"} <= set(verbs)
+    for name, verb in verbs.items():
+        assert verb.format_help().startswith("usage: "), name
+
+
 def test_cli_help_explains_every_flag(tmp_path):
     from conftest import run_command
 

@@ -124,6 +124,40 @@ def test_plot_labels_the_control_and_hatches_unchanged_agents(suite_dir, tmp_pat
     assert (tmp_path / "plot.png").stat().st_size > 5000
 
 
+def test_scenario_labels_of_the_plot_do_not_overlap(tmp_path):
+    """The lift's two entries side by side, four methods each: every tick label stays clear of its neighbour."""
+    import matplotlib.figure
+
+    from helm_dspy.report.report import BASELINE, ReportRow, plot, tick_label
+
+    assert tick_label("head_qa:language=en,category=None") == "head_qa\nlanguage=en\ncategory=None"
+    assert tick_label("medec") == "medec"
+    methods = [BASELINE, "zeroshot-cot", "zeroshot-predict", "BootstrapFewShotWithRandomSearch"]
+    rows = [
+        ReportRow(scenario, "local/qwen2.5-coder-1.5b-instruct", method, "exact_match", 100, 0.4, 0.4, 0.0,
+                  0.0, 0.0, 0.3, 0.5, {})
+        for scenario in ("head_qa:language=en,category=None", "medbullets:holdout=100")
+        for method in methods
+    ]  # fmt: skip
+    boxes = []
+    save = matplotlib.figure.Figure.savefig
+
+    def spy(figure, *args, **kwargs):
+        renderer = figure.canvas.get_renderer()
+        boxes.extend(label.get_window_extent(renderer) for label in figure.axes[0].get_xticklabels())
+        boxes.append(figure.axes[0].get_legend().get_window_extent(renderer))
+        return save(figure, *args, **kwargs)
+
+    matplotlib.figure.Figure.savefig = spy
+    try:
+        plot(rows, str(tmp_path / "plot.png"))
+    finally:
+        matplotlib.figure.Figure.savefig = save
+    first, second, legend = boxes
+    assert first.x1 < second.x0  # side by side, apart
+    assert legend.y1 < min(first.y0, second.y0)  # the legend below every line of them
+
+
 def test_usage_metric_reports_the_agent_only_when_the_client_did():
     from helm_dspy.metrics.dspy_usage import DSPyUsageMetric
 

@@ -100,9 +100,9 @@ def run_quickstart(args: argparse.Namespace) -> int:
 def add_report_parser(verbs) -> None:
     rep = verbs.add_parser(
         "report",
-        help="compare each DSPy method with HELM's baseline prompt, with paired 95% bootstrap CIs",
+        help="compare each DSPy method with HELM's baseline prompt, with paired 95%% bootstrap CIs",
         description="Per scenario and base model: baseline score, each method's score, the difference and a paired "
-        "95%% bootstrap CI over instances; LM calls and tokens per run. Prints a table and writes "
+        "95% bootstrap CI over instances; LM calls and tokens per run. Prints a table and writes "
         "helm_dspy_report.csv/.json/.png into the suite folder.",
     )
     rep.add_argument("--suite", required=True, help="the helm-run suite to read")

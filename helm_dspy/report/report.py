@@ -339,6 +339,13 @@ def write_outputs(rows: list[ReportRow], suite_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def tick_label(scenario: str) -> str:
+    """A run entry's scenario on short lines (name, then one argument a line): side by side, full entries such as
+    ``head_qa:language=en,category=None`` overran their neighbours."""
+    name, _, arguments = scenario.partition(":")
+    return "\n".join([name, *filter(None, arguments.split(","))])
+
+
 def plot(rows: list[ReportRow], path: str) -> list[str]:
     """Grouped bars (scenarios x methods) with 95% bootstrap error bars, one panel per base model.
 
@@ -351,6 +358,7 @@ def plot(rows: list[ReportRow], path: str) -> list[str]:
     import matplotlib.pyplot as plt
     import numpy as np
     from matplotlib.patches import Patch
+    from matplotlib.transforms import offset_copy
 
     models = sorted({r.model for r in rows})
     scenarios = sorted({r.scenario for r in rows})
@@ -388,13 +396,18 @@ def plot(rows: list[ReportRow], path: str) -> list[str]:
         if any(r.unchanged_zero_shot for r in rows if r.model == model):
             key = f"hatched: agent {UNCHANGED_NOTE}, not optimized"
             handles.append(Patch(facecolor="white", edgecolor="black", hatch=HATCH, label=key))
-        axis.set_xticks(np.arange(len(scenarios)), scenarios, fontsize=8)
+        axis.set_xticks(np.arange(len(scenarios)), [tick_label(s) for s in scenarios], fontsize=8)
         axis.set_ylim(0, 1.05)
         axis.set_ylabel("score (main metric)")
         axis.set_title(model)
+        figure.canvas.draw()  # lays out the tick labels: the legend goes below their lowest line
+        renderer = figure.canvas.get_renderer()
+        lowest = min(label.get_window_extent(renderer).y0 for label in axis.get_xticklabels())
+        depth = (axis.get_window_extent(renderer).y0 - lowest) * 72 / figure.dpi + 6  # points: kept by tight_layout
         legend = axis.legend(
-            handles=handles, fontsize=7, ncols=min(3, len(handles)), loc="upper center", bbox_to_anchor=(0.5, -0.12)
-        )
+            handles=handles, fontsize=7, ncols=min(3, len(handles)), loc="upper center", bbox_to_anchor=(0.5, 0),
+            bbox_transform=offset_copy(axis.transAxes, figure, y=-depth, units="points"),
+        )  # fmt: skip
         labels = labels or [text.get_text() for text in legend.get_texts()]
     figure.tight_layout()
     figure.savefig(path, format="png", dpi=120, bbox_inches="tight")
