@@ -96,26 +96,34 @@ def test_table_csv_json_and_plot_mark_unchanged_agents_and_the_control(suite_dir
     assert paths["png"].stat().st_size > 5000
 
 
-def test_plot_labels_the_control_and_hatches_unchanged_agents(suite_dir, tmp_path):
+def plot_and_inspect(monkeypatch, rows, path, inspect):
+    """``report.plot(rows, path)`` with ``inspect(figure)`` called on the finished figure just before it is saved."""
     import matplotlib.figure
 
-    from helm_dspy.report.report import HATCH, attach_agents, compare, plot, read_suite
+    from helm_dspy.report.report import plot
+
+    save = matplotlib.figure.Figure.savefig
+
+    def spy(figure, *args, **kwargs):
+        inspect(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    return plot(rows, str(path))
+
+
+def test_plot_labels_the_control_and_hatches_unchanged_agents(suite_dir, tmp_path, monkeypatch):
+    from helm_dspy.report.report import HATCH, attach_agents, compare, read_suite
 
     runs = read_suite(str(suite_dir.parent.parent), "marks")
     rows = attach_agents(compare(runs), runs)
     hatched: list[tuple[str, float]] = []
-    save = matplotlib.figure.Figure.savefig
 
-    def spy(figure, *args, **kwargs):
+    def bars(figure):
         for axis in figure.axes:
             hatched.extend((bar.get_hatch() or "", bar.get_height()) for bar in axis.patches)
-        return save(figure, *args, **kwargs)
 
-    matplotlib.figure.Figure.savefig = spy
-    try:
-        labels = plot(rows, str(tmp_path / "plot.png"))
-    finally:
-        matplotlib.figure.Figure.savefig = save
+    labels = plot_and_inspect(monkeypatch, rows, tmp_path / "plot.png", bars)
     assert labels[:2] == ["HELM prompt (baseline)", "DSPy zero-shot CoT (control)"]
     assert "DSPy MIPROv2" in labels and labels[-1] == f"hatched: agent {UNCHANGED}, not optimized"
     assert [height for hatch, height in hatched if hatch == HATCH] == [
@@ -124,11 +132,9 @@ def test_plot_labels_the_control_and_hatches_unchanged_agents(suite_dir, tmp_pat
     assert (tmp_path / "plot.png").stat().st_size > 5000
 
 
-def test_scenario_labels_of_the_plot_do_not_overlap(tmp_path):
+def test_scenario_labels_of_the_plot_do_not_overlap(tmp_path, monkeypatch):
     """The lift's two entries side by side, four methods each: every tick label stays clear of its neighbour."""
-    import matplotlib.figure
-
-    from helm_dspy.report.report import BASELINE, ReportRow, plot, tick_label
+    from helm_dspy.report.report import BASELINE, ReportRow, tick_label
 
     assert tick_label("head_qa:language=en,category=None") == "head_qa\nlanguage=en\ncategory=None"
     assert tick_label("medec") == "medec"
@@ -140,19 +146,13 @@ def test_scenario_labels_of_the_plot_do_not_overlap(tmp_path):
         for method in methods
     ]  # fmt: skip
     boxes = []
-    save = matplotlib.figure.Figure.savefig
 
-    def spy(figure, *args, **kwargs):
+    def extents(figure):
         renderer = figure.canvas.get_renderer()
         boxes.extend(label.get_window_extent(renderer) for label in figure.axes[0].get_xticklabels())
         boxes.append(figure.axes[0].get_legend().get_window_extent(renderer))
-        return save(figure, *args, **kwargs)
 
-    matplotlib.figure.Figure.savefig = spy
-    try:
-        plot(rows, str(tmp_path / "plot.png"))
-    finally:
-        matplotlib.figure.Figure.savefig = save
+    plot_and_inspect(monkeypatch, rows, tmp_path / "plot.png", extents)
     first, second, legend = boxes
     assert first.x1 < second.x0  # side by side, apart
     assert legend.y1 < min(first.y0, second.y0)  # the legend below every line of them

@@ -366,6 +366,7 @@ def plot(rows: list[ReportRow], path: str) -> list[str]:
     controls = sorted(m for m in others if m.startswith(ZERO_SHOT_PREFIX))
     methods = [BASELINE, *controls, *sorted(others - set(controls))]
     labels: list[str] = []
+    panels = []  # (axis, legend handles): legends are placed once the tick labels are laid out
     figure, axes = plt.subplots(
         len(models), 1, figsize=(max(6, 2.2 * len(scenarios) + 2), 3.6 * len(models)), squeeze=False
     )
@@ -400,8 +401,10 @@ def plot(rows: list[ReportRow], path: str) -> list[str]:
         axis.set_ylim(0, 1.05)
         axis.set_ylabel("score (main metric)")
         axis.set_title(model)
-        figure.canvas.draw()  # lays out the tick labels: the legend goes below their lowest line
-        renderer = figure.canvas.get_renderer()
+        panels.append((axis, handles))
+    figure.canvas.draw()  # lays out every panel's tick labels once: each legend goes below their lowest line
+    renderer = figure.canvas.get_renderer()
+    for axis, handles in panels:
         lowest = min(label.get_window_extent(renderer).y0 for label in axis.get_xticklabels())
         depth = (axis.get_window_extent(renderer).y0 - lowest) * 72 / figure.dpi + 6  # points: kept by tight_layout
         legend = axis.legend(
